@@ -1,0 +1,65 @@
+//! The domain's opt-in aggregate cache: bounded, least recently used out first.
+
+use std::any::Any;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, PoisonError};
+
+use lru::LruCache;
+
+use crate::{Aggregate, Versioned};
+
+/// Loaded aggregates of every type, keyed by stream and id.
+///
+/// A hit is only a starting point: loading still reads the events after the cached version,
+/// so a cache never serves a stale aggregate, even with other writers.
+pub(crate) struct Cache {
+    entries: Mutex<LruCache<String, Box<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Cache")
+            .field("len", &entries.len())
+            .field("capacity", &entries.cap())
+            .finish()
+    }
+}
+
+fn key<A: Aggregate>(id: &str) -> String {
+    let mut key = String::with_capacity(A::STREAM.len() + 1 + id.len());
+    key.push_str(A::STREAM);
+    key.push('\0');
+    key.push_str(id);
+    key
+}
+
+impl Cache {
+    pub(crate) fn new(capacity: NonZeroUsize) -> Self {
+        Cache {
+            entries: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub(crate) fn get<A: Aggregate>(&self, id: &str) -> Option<Versioned<A>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(&key::<A>(id))
+            .and_then(|entry| entry.downcast_ref::<Versioned<A>>())
+            .cloned()
+    }
+
+    pub(crate) fn put<A: Aggregate>(&self, aggregate: &Versioned<A>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = key::<A>(&aggregate.id);
+        // Never replace a newer entry with an older one (a slow reader racing a writer).
+        if let Some(cached) = entries
+            .peek(&key)
+            .and_then(|entry| entry.downcast_ref::<Versioned<A>>())
+            && cached.version > aggregate.version
+        {
+            return;
+        }
+        entries.put(key, Box::new(aggregate.clone()));
+    }
+}

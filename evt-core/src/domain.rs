@@ -1,0 +1,213 @@
+//! The domain: one provider, the aggregate cache, and loading aggregates from their events.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::cache::Cache;
+use crate::provider::{NewEvent, Provider, Snapshot};
+use crate::{Aggregate, Error, Event, Handler, Projection, Versioned};
+
+/// One provider and what the aggregates share over it (evtstore's `createDomain`).
+///
+/// Cheap to clone; every clone shares the provider and the cache. Any type with
+/// `#[aggregate]` can be loaded and commanded through it: the type is the registration.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    provider: Arc<dyn Provider>,
+    cache: Option<Arc<Cache>>,
+}
+
+impl std::fmt::Debug for dyn Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("limit", &self.limit())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Domain {
+    /// A domain over `provider`, without cache.
+    pub fn new(provider: impl Provider) -> Self {
+        Self::from_arc(Arc::new(provider))
+    }
+
+    /// A domain over a shared provider.
+    pub fn from_arc(provider: Arc<dyn Provider>) -> Self {
+        Domain {
+            provider,
+            cache: None,
+        }
+    }
+
+    /// Keeps up to `capacity` loaded aggregates in memory (evtstore's `useCache`, but bounded:
+    /// the least recently used leaves first). A cached aggregate is brought up to date by reading
+    /// only the events after its version.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = NonZeroUsize::new(capacity).map(|capacity| Arc::new(Cache::new(capacity)));
+        self
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// An event handler running `projection` over this domain's provider (evtstore's `createHandler`).
+    pub fn handler<P: Projection>(&self, projection: P) -> Handler<P> {
+        Handler::new(self.provider.clone(), projection)
+    }
+
+    /// Loads an aggregate: from the cache or its snapshot when there is one, then every later event.
+    pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Versioned<A>, Error> {
+        let span = tracing::debug_span!("evt.load", stream = A::STREAM, aggregate_id = id);
+        async {
+            let cached = self.cache.as_ref().and_then(|cache| cache.get::<A>(id));
+            let (mut aggregate, from_snapshot) = match cached {
+                Some(aggregate) => (aggregate, false),
+                None => match self.load_snapshot::<A>(id).await? {
+                    Some(aggregate) => (aggregate, true),
+                    None => (Versioned::new(id), A::SNAPSHOT.is_some()),
+                },
+            };
+            let start = aggregate.version;
+            self.catch_up(&mut aggregate).await?;
+            if from_snapshot && aggregate.version > start {
+                self.store_snapshot(&aggregate).await?;
+            }
+            if let Some(cache) = &self.cache {
+                cache.put(&aggregate);
+            }
+            Ok(aggregate)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Reads and folds the aggregate's events after its version, page by page.
+    async fn catch_up<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
+        let limit = self.provider.limit();
+        loop {
+            let page = self
+                .provider
+                .get_events_for(A::STREAM, &aggregate.id, aggregate.version, limit)
+                .await?;
+            for event in &page {
+                aggregate.apply(event)?;
+            }
+            if page.len() < limit {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn load_snapshot<A: Aggregate>(&self, id: &str) -> Result<Option<Versioned<A>>, Error> {
+        let Some(version) = A::SNAPSHOT else {
+            return Ok(None);
+        };
+        let Some(snapshot) = self.provider.get_snapshot(A::STREAM, id).await? else {
+            return Ok(None);
+        };
+        if snapshot.snapshot_version != version {
+            tracing::debug!(
+                stream = A::STREAM,
+                aggregate_id = id,
+                stored = snapshot.snapshot_version,
+                current = version,
+                "snapshot version changed; folding from the first event"
+            );
+            return Ok(None);
+        }
+        match A::from_snapshot(&snapshot.state) {
+            Ok(state) => Ok(Some(Versioned {
+                id: id.to_owned(),
+                version: snapshot.version,
+                position: snapshot.position,
+                state,
+            })),
+            Err(error) => {
+                tracing::warn!(
+                    stream = A::STREAM,
+                    aggregate_id = id,
+                    %error,
+                    "snapshot does not decode; folding from the first event"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    async fn store_snapshot<A: Aggregate>(&self, aggregate: &Versioned<A>) -> Result<(), Error> {
+        let Some(version) = A::SNAPSHOT else {
+            return Ok(());
+        };
+        let state = aggregate
+            .state
+            .to_snapshot()
+            .map_err(|source| Error::Encode {
+                what: "snapshot".to_owned(),
+                stream: A::STREAM.to_owned(),
+                aggregate_id: aggregate.id.clone(),
+                source,
+            })?;
+        let snapshot = Snapshot {
+            stream: A::STREAM.to_owned(),
+            aggregate_id: aggregate.id.clone(),
+            snapshot_version: version.to_owned(),
+            version: aggregate.version,
+            position: aggregate.position,
+            state,
+        };
+        self.provider.set_snapshot(&snapshot).await
+    }
+
+    /// Appends `events` to `aggregate` at its version and folds them in; returns the new aggregate.
+    ///
+    /// Fails with [`Error::VersionConflict`] when another writer appended first. With no events,
+    /// returns the aggregate unchanged.
+    pub async fn append<A: Aggregate>(
+        &self,
+        mut aggregate: Versioned<A>,
+        events: Vec<A::Event>,
+    ) -> Result<Versioned<A>, Error> {
+        if events.is_empty() {
+            return Ok(aggregate);
+        }
+        let new_events = events
+            .iter()
+            .map(|event| {
+                Ok(NewEvent {
+                    event_type: event.event_type(),
+                    data: event.to_json().map_err(|source| Error::Encode {
+                        what: format!("event `{}`", event.event_type()),
+                        stream: A::STREAM.to_owned(),
+                        aggregate_id: aggregate.id.clone(),
+                        source,
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let span = tracing::debug_span!(
+            "evt.append",
+            stream = A::STREAM,
+            aggregate_id = aggregate.id,
+            version = aggregate.version,
+            events = events.len()
+        );
+        let stored = self
+            .provider
+            .append(A::STREAM, &aggregate.id, aggregate.version, &new_events)
+            .instrument(span)
+            .await?;
+        for (event, stored) in events.iter().zip(&stored) {
+            aggregate.state.fold(event);
+            aggregate.version = stored.meta.version;
+            aggregate.position = stored.meta.position;
+        }
+        if let Some(cache) = &self.cache {
+            cache.put(&aggregate);
+        }
+        Ok(aggregate)
+    }
+}

@@ -1,0 +1,380 @@
+//! Event handlers: projections and process managers that follow streams from a bookmark.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::Error;
+use crate::error::BoxError;
+use crate::provider::{Provider, StoredEvent};
+
+/// Handlers for events of some streams, with the bookmark that records how far they got.
+///
+/// Implemented by `#[projection(bookmark = "...", streams = [...])]` on an impl block with one
+/// method per event type.
+pub trait Projection: Send + Sync + 'static {
+    /// The bookmark's name, e.g. `"departments-model"`.
+    const BOOKMARK: &'static str;
+    /// The streams the handler reads, e.g. `&["departments"]`.
+    const STREAMS: &'static [&'static str];
+    /// The options set in the attribute; [`Handler`]'s builder methods override them.
+    const OPTIONS: HandlerOptions = HandlerOptions::DEFAULT;
+
+    /// Runs the handler method for `event`'s stream and type: `Ok(true)` if one ran,
+    /// `Ok(false)` if the projection has none for it.
+    fn handle(&self, event: &StoredEvent) -> impl Future<Output = Result<bool, BoxError>> + Send;
+}
+
+/// Where a handler starts and what it does when a handler method fails (evtstore's handler options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerOptions {
+    /// On the first start ever (no stored bookmark), begin at the end of the streams' history.
+    pub tail_stream: bool,
+    /// On every start, begin at the end of the streams' history.
+    pub always_tail_stream: bool,
+    /// Pass a failing event to the error callback and go on, instead of stopping at it.
+    pub continue_on_error: bool,
+}
+
+impl HandlerOptions {
+    /// Everything off: start at the bookmark, stop at a failing event.
+    pub const DEFAULT: HandlerOptions = HandlerOptions {
+        tail_stream: false,
+        always_tail_stream: false,
+        continue_on_error: false,
+    };
+}
+
+impl Default for HandlerOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// How often a started handler looks for events appended by other processes. Appends made
+/// through the same provider value wake it at once.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// Runs a [`Projection`]: `run_once`, or `start`ed as a task until `stop`.
+///
+/// Cheap to clone; clones share the projection, the position and the task. The bookmark is
+/// stored after each page of events (and before reporting an error), so after a crash a
+/// handler may see the last page again: write handlers that tolerate a repeat (upserts, `$set`).
+pub struct Handler<P> {
+    inner: Arc<Inner<P>>,
+}
+
+impl<P> Clone for Handler<P> {
+    fn clone(&self) -> Self {
+        Handler {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<P: Projection> std::fmt::Debug for Handler<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("bookmark", &self.bookmark_name())
+            .field("streams", &P::STREAMS)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<P> {
+    projection: P,
+    provider: Arc<dyn Provider>,
+    config: Mutex<Config>,
+    run: tokio::sync::Mutex<RunState>,
+    task: Mutex<Option<Task>>,
+}
+
+#[derive(Clone)]
+struct Config {
+    options: HandlerOptions,
+    memory_bookmark: bool,
+    poll_interval: Duration,
+    on_error: Option<ErrorCallback>,
+}
+
+#[derive(Default)]
+struct RunState {
+    /// The position handled up to, once loaded; `None` makes the next run read the bookmark.
+    position: Option<u64>,
+    /// The stored position of an in-memory bookmark.
+    memory: Option<u64>,
+}
+
+struct Task {
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+impl<P: Projection> Handler<P> {
+    /// A handler over `provider`; [`crate::Domain::handler`] is the usual way to make one.
+    pub fn new(provider: Arc<dyn Provider>, projection: P) -> Self {
+        Handler {
+            inner: Arc::new(Inner {
+                projection,
+                provider,
+                config: Mutex::new(Config {
+                    options: P::OPTIONS,
+                    memory_bookmark: false,
+                    poll_interval: DEFAULT_POLL_INTERVAL,
+                    on_error: None,
+                }),
+                run: tokio::sync::Mutex::default(),
+                task: Mutex::default(),
+            }),
+        }
+    }
+
+    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// On the first start ever (no stored bookmark), begin at the end of the streams' history.
+    pub fn tail_stream(self, on: bool) -> Self {
+        self.config().options.tail_stream = on;
+        self
+    }
+
+    /// On every start, begin at the end of the streams' history.
+    pub fn always_tail_stream(self, on: bool) -> Self {
+        self.config().options.always_tail_stream = on;
+        self
+    }
+
+    /// Pass a failing event to the error callback and go on, instead of stopping at it.
+    pub fn continue_on_error(self, on: bool) -> Self {
+        self.config().options.continue_on_error = on;
+        self
+    }
+
+    /// Called with each error skipped under `continue_on_error` (by default they are logged).
+    pub fn on_error(self, callback: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.config().on_error = Some(Arc::new(callback));
+        self
+    }
+
+    /// Keep the bookmark in this value's memory instead of the provider (evtstore's `MemoryBookmark`).
+    pub fn memory_bookmark(self) -> Self {
+        self.config().memory_bookmark = true;
+        self
+    }
+
+    /// How often a started handler polls for events appended by other processes.
+    pub fn poll_interval(self, interval: Duration) -> Self {
+        self.config().poll_interval = interval;
+        self
+    }
+
+    /// The projection, e.g. to query its read model.
+    pub fn projection(&self) -> &P {
+        &self.inner.projection
+    }
+
+    fn bookmark_name(&self) -> &'static str {
+        if self.config().memory_bookmark {
+            "(memory)"
+        } else {
+            P::BOOKMARK
+        }
+    }
+
+    /// Handles every event not handled yet, page by page, and returns how many events a handler
+    /// method ran for.
+    ///
+    /// Stops at the first failing event (its error names bookmark, stream, aggregate id, version and
+    /// position; the bookmark stays before it), unless `continue_on_error` is on.
+    pub async fn run_once(&self) -> Result<usize, Error> {
+        let span = tracing::debug_span!("evt.handler", bookmark = self.bookmark_name());
+        self.run_once_inner().instrument(span).await
+    }
+
+    async fn run_once_inner(&self) -> Result<usize, Error> {
+        let config = self.config().clone();
+        let provider = &*self.inner.provider;
+        let mut run = self.inner.run.lock().await;
+        let mut position = match run.position {
+            Some(position) => position,
+            None => self.load_position(&mut run, &config).await?,
+        };
+        run.position = Some(position);
+        let limit = provider.limit();
+        let mut handled = 0;
+        loop {
+            let events = provider
+                .get_events_from(P::STREAMS, position, limit)
+                .await?;
+            let page_start = position;
+            for event in &events {
+                match self.inner.projection.handle(event).await {
+                    Ok(ran) => handled += usize::from(ran),
+                    Err(source) => {
+                        let error = self.handler_error(event, source);
+                        if !config.options.continue_on_error {
+                            self.save(&mut run, &config, page_start, position).await?;
+                            return Err(error);
+                        }
+                        match &config.on_error {
+                            Some(callback) => callback(&error),
+                            None => {
+                                tracing::warn!(%error, "handler error skipped (continue_on_error)")
+                            }
+                        }
+                    }
+                }
+                position = event.meta.position;
+                run.position = Some(position);
+            }
+            self.save(&mut run, &config, page_start, position).await?;
+            tracing::trace!(events = events.len(), position, "handler page done");
+            if events.len() < limit {
+                return Ok(handled);
+            }
+        }
+    }
+
+    fn handler_error(&self, event: &StoredEvent, source: BoxError) -> Error {
+        let meta = &event.meta;
+        Error::Handler {
+            bookmark: self.bookmark_name().to_owned(),
+            stream: meta.stream.clone(),
+            aggregate_id: meta.aggregate_id.clone(),
+            version: meta.version,
+            position: meta.position,
+            event_type: event.event_type.clone(),
+            source,
+        }
+    }
+
+    /// Where to start: the stored bookmark, or the end of history when tailing.
+    async fn load_position(&self, run: &mut RunState, config: &Config) -> Result<u64, Error> {
+        let stored = if config.memory_bookmark {
+            run.memory
+        } else {
+            self.inner.provider.get_position(P::BOOKMARK).await?
+        };
+        let options = config.options;
+        if options.always_tail_stream || (options.tail_stream && stored.is_none()) {
+            let end = self.inner.provider.get_last_position(P::STREAMS).await?;
+            self.save(run, config, u64::MAX, end).await?;
+            return Ok(end);
+        }
+        Ok(stored.unwrap_or(0))
+    }
+
+    async fn save(
+        &self,
+        run: &mut RunState,
+        config: &Config,
+        before: u64,
+        position: u64,
+    ) -> Result<(), Error> {
+        if position == before {
+            return Ok(());
+        }
+        if config.memory_bookmark {
+            run.memory = Some(position);
+            Ok(())
+        } else {
+            self.inner
+                .provider
+                .set_position(P::BOOKMARK, position)
+                .await
+        }
+    }
+
+    /// Forgets the position held in memory, so the next run reads the bookmark again
+    /// (and, with `always_tail_stream`, starts at the end again).
+    pub async fn reset(&self) {
+        self.inner.run.lock().await.position = None;
+    }
+
+    /// Starts handling events in a tokio task, until [`Handler::stop`]. Does nothing if started.
+    ///
+    /// The task wakes at once on appends through the same provider value, and polls every
+    /// `poll_interval` for others. A failing event is logged and retried after `poll_interval`
+    /// (unless `continue_on_error` skips it).
+    pub fn start(&self) {
+        let mut task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if task.as_ref().is_some_and(|task| !task.join.is_finished()) {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let handler = self.clone();
+        let join = tokio::spawn(async move { handler.run_loop(stopped).await });
+        *task = Some(Task { stop, join });
+    }
+
+    async fn run_loop(self, mut stopped: watch::Receiver<bool>) {
+        self.reset().await;
+        let mut appended = self.inner.provider.subscribe();
+        loop {
+            if let Some(appended) = &mut appended {
+                appended.borrow_and_update();
+            }
+            if let Err(error) = self.run_once().await {
+                tracing::error!(%error, "handler stopped at an event; retrying after the poll interval");
+            }
+            let poll_interval = self.config().poll_interval;
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = changed(&mut appended) => {}
+                _ = tokio::time::sleep(poll_interval) => {}
+            }
+        }
+    }
+
+    /// Stops a started handler after the page it is handling, and waits for it.
+    pub async fn stop(&self) {
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.stop.send(true);
+            if let Err(error) = task.join.await
+                && error.is_panic()
+            {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+    }
+
+    /// Whether the handler was started and not stopped.
+    pub fn is_running(&self) -> bool {
+        self.inner
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|task| !task.join.is_finished())
+    }
+}
+
+/// Resolves when the append signal changes; never, without one.
+async fn changed(appended: &mut Option<watch::Receiver<u64>>) {
+    if let Some(receiver) = appended
+        && receiver.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}

@@ -1,0 +1,258 @@
+//! Event sourcing and CQRS for Rust services, driven by macros: the runtime of `evt`,
+//! a port of the TypeScript library evtstore.
+//!
+//! | evtstore | evt |
+//! |---|---|
+//! | an event union `{type: 'departmentCreated', ...}` | an enum with [`#[event]`](macro@event): one struct per event type |
+//! | `createAggregate({stream, create, fold})` | [`#[aggregate(stream = "...", events = ...)]`](macro@aggregate) on the fold methods |
+//! | `createDomain({provider, useCache}, ...)` | [`Domain::new`], [`Domain::with_cache`] |
+//! | `createCommands(domain.departments, {...})` | [`#[commands(client = ...)]`](macro@commands): a typed client |
+//! | `createHandler(bookmark, streams, options)` + `handle(...)` | [`#[projection(bookmark = "...", streams = [...])]`](macro@projection), [`Handler`] |
+//! | `VersionError` | [`Error::VersionConflict`] |
+//! | `Provider` | [`Provider`]; [`MemoryProvider`] here, others in their own crates |
+//!
+//! # Example
+//!
+//! ```
+//! use evt_core::{aggregate, commands, event, Domain, MemoryProvider, Versioned};
+//!
+//! #[event]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub enum CounterEvent {
+//!     Incremented { by: u32 },
+//!     Reset,
+//! }
+//!
+//! #[derive(Debug, Clone, Default)]
+//! pub struct Counter {
+//!     value: u32,
+//! }
+//!
+//! #[aggregate(stream = "counters", events = CounterEvent)]
+//! impl Counter {
+//!     fn incremented(&mut self, event: &Incremented) {
+//!         self.value += event.by;
+//!     }
+//!     fn reset(&mut self, _: &Reset) {
+//!         self.value = 0;
+//!     }
+//! }
+//!
+//! pub struct Increment {
+//!     pub by: u32,
+//! }
+//!
+//! #[commands(client = pub CounterCommands)]
+//! impl Counter {
+//!     fn increment(counter: &Versioned<Self>, command: Increment) -> Result<Incremented, String> {
+//!         if counter.value + command.by > 10 {
+//!             return Err(format!("{} would pass 10", counter.value + command.by));
+//!         }
+//!         Ok(Incremented { by: command.by })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let domain = Domain::new(MemoryProvider::new());
+//! let counters = CounterCommands::new(&domain);
+//! let counter = counters.increment("counter-1", Increment { by: 4 }).await?;
+//! assert_eq!((counter.version, counter.value), (1, 4));
+//! assert!(counters.increment("counter-1", Increment { by: 7 }).await.is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `macros` | yes | the macros [`event`](macro@event), [`aggregate`](macro@aggregate), [`commands`](macro@commands), [`projection`](macro@projection) |
+//! | `test-util` | no | [`testing`]: the conformance suite every provider runs |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// Lets the macros' `::evt_core` paths resolve inside this crate too (the conformance suite uses them).
+extern crate self as evt_core;
+
+mod aggregate;
+mod cache;
+mod command;
+mod domain;
+mod error;
+mod event;
+mod handler;
+mod memory;
+mod provider;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use aggregate::{Aggregate, Versioned};
+pub use command::Commands;
+pub use domain::Domain;
+pub use error::{BoxError, CommandError, Error};
+pub use event::{Decision, Event, EventOf, EventStream, EventVariant, IntoEvents};
+pub use handler::{DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
+pub use memory::{DEFAULT_LIMIT, MemoryProvider};
+pub use provider::{Meta, NewEvent, Provider, Snapshot, StoredEvent};
+
+/// Marks an event enum: one struct per variant, stored as evtstore stores events.
+///
+/// ```
+/// #[evt_core::event]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub enum DepartmentEvent {
+///     DepartmentCreated { tenant_id: String, name: String, description: Option<String> },
+///     DepartmentDeleted { deleted_by: Option<String> },
+/// }
+/// // becomes `pub struct DepartmentCreated { pub tenant_id: String, .. }`, ..., and
+/// // `pub enum DepartmentEvent { DepartmentCreated(DepartmentCreated), .. }`, stored as
+/// // `{"type": "departmentCreated", "tenantId": "..", "name": ".."}` (a `None` is left out).
+/// let event: DepartmentEvent = DepartmentDeleted { deleted_by: None }.into();
+/// assert_eq!(evt_core::Event::event_type(&event), "departmentDeleted");
+/// ```
+///
+/// Variants must have named fields or none:
+///
+/// ```compile_fail
+/// #[evt_core::event]
+/// #[derive(Debug, Clone)]
+/// pub enum Bad {
+///     Tuple(String),
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use evt_macros::event;
+
+/// Implements [`Aggregate`] from an impl block of fold methods, one per event type it handles.
+///
+/// Arguments: `stream = "..."` (required), `events = EnumType` (required),
+/// `snapshot = "1"` (persist the state, reused only with the same version; needs `Serialize` and
+/// `Deserialize`), `create = path::to_fn` (initial state; `Default::default` otherwise),
+/// `crate = "path"` (where `evt_core` is).
+///
+/// ```compile_fail
+/// # use evt_core::aggregate;
+/// # #[evt_core::event] #[derive(Debug, Clone)] pub enum E { Happened }
+/// # #[derive(Clone, Default)] struct State;
+/// #[aggregate(events = E)] // error: missing `stream`
+/// impl State {
+///     fn happened(&mut self, _: &Happened) {}
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use evt_macros::aggregate;
+
+/// Generates a typed command client from an impl block of command handlers on an aggregate.
+///
+/// Each `fn name(aggregate: &Versioned<Self>, command: Payload) -> Result<events, Error>` (or
+/// `async fn`) becomes `client.name(aggregate_id, payload).await`, which loads the aggregate,
+/// decides, appends at the loaded version and returns the new aggregate.
+/// `#[command(retry = N)]` on a handler decides again up to `N` times after a version conflict
+/// (its payload must be `Clone`).
+///
+/// ```compile_fail
+/// # use evt_core::{aggregate, commands, event, Versioned};
+/// # #[event] #[derive(Debug, Clone)] pub enum E { Happened }
+/// # #[derive(Clone, Default)] pub struct State;
+/// # #[aggregate(stream = "s", events = E)] impl State {}
+/// #[commands] // error: missing `client`
+/// impl State {
+///     fn act(_: &Versioned<Self>, _: ()) -> Result<Happened, String> { Ok(Happened) }
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use evt_macros::commands;
+
+/// Implements [`Projection`] from an impl block of handler methods, one per event type.
+///
+/// Each `async fn name(&self, id: &str, event: &EventType, meta: &Meta) -> Result<(), E>`
+/// handles one event type; the type must belong to one of the `streams`.
+/// Arguments: `bookmark = "..."` and `streams = ["..."]` (required), `tail_stream`,
+/// `always_tail_stream`, `continue_on_error` (flags), `crate = "path"`.
+#[cfg(feature = "macros")]
+pub use evt_macros::projection;
+
+/// The traits, for `use evt_core::prelude::*`.
+pub mod prelude {
+    pub use crate::{
+        Aggregate, Event, EventStream, EventVariant, IntoEvents, Projection, Provider,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! What generated code needs, so that users need not depend on it themselves.
+    pub use serde;
+    pub use serde_json;
+    pub use std::vec;
+    pub use std::vec::Vec;
+
+    /// Compares two strings in a constant (stream checks of `#[projection]`).
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Whether `stream` is one of `streams`, in a constant.
+    pub const fn contains(streams: &[&str], stream: &str) -> bool {
+        let mut i = 0;
+        while i < streams.len() {
+            if str_eq(streams[i], stream) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// The stored document of one event type, with its `type` first.
+    pub fn encode<T: serde::Serialize>(
+        event_type: &'static str,
+        event: &T,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        let mut value = serde_json::to_value(event)?;
+        match &mut value {
+            serde_json::Value::Object(fields) => {
+                fields.insert("type".to_owned(), serde_json::Value::from(event_type));
+                Ok(value)
+            }
+            serde_json::Value::Null => {
+                let mut fields = serde_json::Map::new();
+                fields.insert("type".to_owned(), serde_json::Value::from(event_type));
+                Ok(serde_json::Value::Object(fields))
+            }
+            _ => Err(serde::ser::Error::custom(
+                "an event must serialize as a map of fields",
+            )),
+        }
+    }
+
+    /// The `type` of a stored document.
+    pub fn event_type(value: &serde_json::Value) -> Result<&str, serde_json::Error> {
+        value
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| serde::de::Error::missing_field("type"))
+    }
+
+    /// The error for a `type` that is none of the enum's.
+    pub fn unknown_type(found: &str, expected: &'static [&'static str]) -> serde_json::Error {
+        serde::de::Error::unknown_variant(found, expected)
+    }
+
+    /// Turns a handler's error into the boxed error the runtime reports.
+    pub fn box_error<E: Into<crate::BoxError>>(error: E) -> crate::BoxError {
+        error.into()
+    }
+}

@@ -1,0 +1,258 @@
+//! The in-memory provider: the reference implementation, for tests and examples.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::Error;
+use crate::provider::{Meta, NewEvent, Provider, Snapshot, StoredEvent};
+
+/// The page size of [`MemoryProvider::new`].
+pub const DEFAULT_LIMIT: usize = 1000;
+
+/// Events, bookmarks and snapshots in process memory.
+///
+/// Appends are atomic (one lock) and version-checked; reads by aggregate and by position use
+/// indexes, never a scan of the whole log.
+#[derive(Debug)]
+pub struct MemoryProvider {
+    state: RwLock<State>,
+    limit: usize,
+    appended: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The log: the event at position `p` is `log[p - 1]`.
+    log: Vec<StoredEvent>,
+    /// Per stream, then per aggregate id: log indexes in version order.
+    aggregates: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Per stream: log indexes in position order.
+    streams: HashMap<String, Vec<usize>>,
+    bookmarks: HashMap<String, u64>,
+    snapshots: HashMap<(String, String), Snapshot>,
+}
+
+impl Default for MemoryProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryProvider {
+    /// An empty store reading pages of [`DEFAULT_LIMIT`] events.
+    pub fn new() -> Self {
+        Self::with_limit(DEFAULT_LIMIT)
+    }
+
+    /// An empty store reading pages of `limit` events (at least 1).
+    pub fn with_limit(limit: usize) -> Self {
+        MemoryProvider {
+            state: RwLock::default(),
+            limit: limit.max(1),
+            appended: watch::Sender::new(0),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Now, to the millisecond (what every provider stores).
+pub(crate) fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+impl State {
+    fn versions(&self, stream: &str, aggregate_id: &str) -> &[usize] {
+        self.aggregates
+            .get(stream)
+            .and_then(|ids| ids.get(aggregate_id))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Index lists of the streams, each cut to the entries with a position above `after`.
+    fn stream_tails(&self, streams: &[&str], after: u64) -> Vec<&[usize]> {
+        streams
+            .iter()
+            .filter_map(|stream| self.streams.get(*stream))
+            .map(|indexes| {
+                // Position p is index p - 1: keep indexes >= after.
+                let start = indexes.partition_point(|&i| (i as u64) < after);
+                &indexes[start..]
+            })
+            .filter(|tail| !tail.is_empty())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Provider for MemoryProvider {
+    fn limit(&self) -> usize {
+        self.limit
+    }
+
+    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+        Ok(self.read().bookmarks.get(bookmark).copied())
+    }
+
+    async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
+        self.write().bookmarks.insert(bookmark.to_owned(), position);
+        Ok(())
+    }
+
+    async fn get_events_from(
+        &self,
+        streams: &[&str],
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let state = self.read();
+        let mut tails = state.stream_tails(streams, after);
+        let mut events = Vec::with_capacity(limit.min(64));
+        // A k-way merge of the streams' position-ordered indexes.
+        while events.len() < limit {
+            let Some((k, _)) = tails
+                .iter()
+                .enumerate()
+                .filter_map(|(k, tail)| tail.first().map(|&i| (k, i)))
+                .min_by_key(|&(_, i)| i)
+            else {
+                break;
+            };
+            let index = tails[k][0];
+            tails[k] = &tails[k][1..];
+            events.push(state.log[index].clone());
+        }
+        Ok(events)
+    }
+
+    async fn get_events_for(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let state = self.read();
+        let versions = state.versions(stream, aggregate_id);
+        let start =
+            usize::try_from(after_version).map_or(versions.len(), |v| v.min(versions.len()));
+        let end = start.saturating_add(limit).min(versions.len());
+        Ok(versions[start..end]
+            .iter()
+            .map(|&i| state.log[i].clone())
+            .collect())
+    }
+
+    async fn get_last_event_for(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<StoredEvent>, Error> {
+        let state = self.read();
+        Ok(state
+            .versions(stream, aggregate_id)
+            .last()
+            .map(|&i| state.log[i].clone()))
+    }
+
+    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+        let state = self.read();
+        Ok(streams
+            .iter()
+            .filter_map(|stream| state.streams.get(*stream)?.last())
+            .map(|&i| i as u64 + 1)
+            .max()
+            .unwrap_or(0))
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let timestamp = now_millis();
+        let stored = {
+            let mut state = self.write();
+            let current = state.versions(stream, aggregate_id).len() as u64;
+            if current != expected_version {
+                return Err(Error::VersionConflict {
+                    stream: stream.to_owned(),
+                    aggregate_id: aggregate_id.to_owned(),
+                    expected: expected_version,
+                });
+            }
+            let first = state.log.len();
+            let stored: Vec<StoredEvent> = events
+                .iter()
+                .zip(1..)
+                .map(|(event, n)| StoredEvent {
+                    meta: Meta {
+                        stream: stream.to_owned(),
+                        aggregate_id: aggregate_id.to_owned(),
+                        version: expected_version + n,
+                        position: (first as u64) + n,
+                        timestamp,
+                    },
+                    event_type: event.event_type.to_owned(),
+                    data: event.data.clone(),
+                })
+                .collect();
+            let indexes = first..first + stored.len();
+            state.log.extend(stored.iter().cloned());
+            state
+                .streams
+                .entry(stream.to_owned())
+                .or_default()
+                .extend(indexes.clone());
+            state
+                .aggregates
+                .entry(stream.to_owned())
+                .or_default()
+                .entry(aggregate_id.to_owned())
+                .or_default()
+                .extend(indexes);
+            stored
+        };
+        if let Some(last) = stored.last() {
+            self.appended.send_replace(last.meta.position);
+        }
+        Ok(stored)
+    }
+
+    async fn get_snapshot(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, Error> {
+        Ok(self
+            .read()
+            .snapshots
+            .get(&(stream.to_owned(), aggregate_id.to_owned()))
+            .cloned())
+    }
+
+    async fn set_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.write().snapshots.insert(
+            (snapshot.stream.clone(), snapshot.aggregate_id.clone()),
+            snapshot.clone(),
+        );
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.appended.subscribe())
+    }
+}

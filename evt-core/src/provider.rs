@@ -1,0 +1,139 @@
+//! The storage interface: what a provider (in memory, MongoDB, SQL) must do.
+//!
+//! Events cross it as JSON documents; they are typed only in the domain.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::Error;
+
+/// Where an event sits: its aggregate, its version in that aggregate, its position in the store.
+///
+/// Handlers receive it beside each event, as evtstore's `meta`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The stream, e.g. `"departments"`.
+    pub stream: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The event's version in its aggregate: 1 for the first event.
+    pub version: u64,
+    /// The event's position in the whole store: increasing in commit order, never reused.
+    pub position: u64,
+    /// When the event was appended, to the millisecond.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// An event as stored: where it is, and its document `{"type": ..., ...fields}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Where the event sits.
+    pub meta: Meta,
+    /// The event's type name (the document's `type`).
+    pub event_type: String,
+    /// The event document, including `type`.
+    pub data: Value,
+}
+
+/// An event on its way into the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The event's type name.
+    pub event_type: &'static str,
+    /// The event document, including `type`.
+    pub data: Value,
+}
+
+/// A persisted aggregate state (evtstore's `persistAggregate`), valid only for the same `snapshot_version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The aggregate's stream.
+    pub stream: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The aggregate's snapshot version (`#[aggregate(snapshot = "1")]`); bump it when the fold changes.
+    pub snapshot_version: String,
+    /// The version of the last event folded into `state`.
+    pub version: u64,
+    /// The position of the last event folded into `state`.
+    pub position: u64,
+    /// The aggregate state.
+    pub state: Value,
+}
+
+/// A store of events, bookmarks and snapshots.
+///
+/// Contract, checked by the conformance suite (`evt_core::testing`, feature `test-util`):
+/// - `append` is atomic and version-checked: all events or none, and [`Error::VersionConflict`]
+///   unless the aggregate's last version is `expected_version`;
+/// - positions increase in the order events become visible: a reader that has seen position `p`
+///   never later finds a new event below `p`;
+/// - reads return events in ascending version (for one aggregate) or position (across streams).
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// How many events one read returns at most.
+    fn limit(&self) -> usize;
+
+    /// The stored position of a bookmark, or `None` if it was never set.
+    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error>;
+
+    /// Stores the position of a bookmark.
+    async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error>;
+
+    /// Up to `limit` events of the given streams with a position above `after`, by position.
+    async fn get_events_from(
+        &self,
+        streams: &[&str],
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error>;
+
+    /// Up to `limit` events of one aggregate with a version above `after_version`, by version.
+    async fn get_events_for(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error>;
+
+    /// The aggregate's last event, if it has any.
+    async fn get_last_event_for(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<StoredEvent>, Error>;
+
+    /// The position of the last visible event of the given streams (0 if none): where a tailing
+    /// handler starts.
+    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error>;
+
+    /// Appends `events` to the aggregate, atomically, if its last version is `expected_version`.
+    ///
+    /// Returns the stored events with their versions `expected_version + 1 ..` and positions.
+    async fn append(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, Error>;
+
+    /// The aggregate's snapshot, if one was stored.
+    async fn get_snapshot(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, Error>;
+
+    /// Stores (replaces) the aggregate's snapshot.
+    async fn set_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error>;
+
+    /// A signal that changes after each append made through this provider value, so that a
+    /// started handler in the same process wakes at once instead of waiting for its next poll.
+    fn subscribe(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+}

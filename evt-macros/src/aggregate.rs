@@ -1,0 +1,243 @@
+//! `#[aggregate(stream = "...", events = ...)]`: the `Aggregate` impl and fold dispatch from an
+//! impl block of fold methods.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, ImplItem, ItemImpl, LitStr};
+
+use crate::args;
+use crate::ctxt::Ctxt;
+
+const KEYS: &[&str] = &["stream", "events", "snapshot", "create", "crate"];
+
+#[derive(Default)]
+struct Args {
+    stream: Option<LitStr>,
+    events: Option<syn::Type>,
+    snapshot: Option<LitStr>,
+    create: Option<syn::Path>,
+    krate: Option<syn::Path>,
+}
+
+/// A fold method: its name and the event type it takes.
+struct Fold<'a> {
+    method: &'a syn::Ident,
+    event: &'a syn::Type,
+}
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let args = parse_args(&mut cx, attr);
+    let input: ItemImpl = match syn::parse2(item.clone()) {
+        Ok(input) => input,
+        Err(_) => {
+            cx.error_spanned_by(
+                &item,
+                "`#[aggregate]` goes on the `impl` block of an aggregate's fold methods, e.g. \
+                 `impl Department { fn created(&mut self, event: &DepartmentCreated) { .. } }`",
+            );
+            return cx.finish(item);
+        }
+    };
+    let folds = check(&mut cx, &args, &input);
+    let expanded = generate(&args, &input, &folds);
+    cx.finish(expanded)
+}
+
+fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
+    let mut args = Args::default();
+    let span = attr.span();
+    args::parse(cx, attr, |meta| {
+        if meta.path.is_ident("stream") {
+            args::once(&meta, &args.stream)?;
+            let stream: LitStr = meta.value()?.parse()?;
+            if stream.value().is_empty() {
+                return Err(syn::Error::new(
+                    stream.span(),
+                    "the stream name cannot be empty",
+                ));
+            }
+            args.stream = Some(stream);
+        } else if meta.path.is_ident("events") {
+            args::once(&meta, &args.events)?;
+            args.events = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("snapshot") {
+            args::once(&meta, &args.snapshot)?;
+            args.snapshot = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("create") {
+            args::once(&meta, &args.create)?;
+            args.create = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("crate") {
+            args::once(&meta, &args.krate)?;
+            args.krate = Some(args::crate_value(&meta)?);
+        } else {
+            return Err(args::unknown_key(&meta, "aggregate", KEYS));
+        }
+        Ok(())
+    });
+    if args.stream.is_none() {
+        cx.push(syn::Error::new(
+            span,
+            "missing `stream`: `#[aggregate(stream = \"departments\", events = DepartmentEvent)]`",
+        ));
+    }
+    if args.events.is_none() {
+        cx.push(syn::Error::new(
+            span,
+            "missing `events`, the event enum this aggregate folds: \
+             `#[aggregate(stream = \"departments\", events = DepartmentEvent)]`",
+        ));
+    }
+    args
+}
+
+const FOLD_SHAPE: &str = "fold methods take `&mut self` and one event by reference: \
+                          `fn created(&mut self, event: &DepartmentCreated)`";
+
+fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> {
+    if let Some((_, path, _)) = &input.trait_ {
+        cx.error_spanned_by(
+            path,
+            "`#[aggregate]` goes on an inherent `impl` block (`impl Department { .. }`), not a trait impl",
+        );
+    }
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(&input.generics, "a generic aggregate is not supported");
+    }
+    let mut folds: Vec<Fold<'a>> = Vec::new();
+    for item in &input.items {
+        let ImplItem::Fn(method) = item else { continue };
+        let sig = &method.sig;
+        if let Some(asyncness) = &sig.asyncness {
+            cx.error_spanned_by(asyncness, "fold methods cannot be `async`: folding is pure");
+            continue;
+        }
+        if !sig.generics.params.is_empty() {
+            cx.error_spanned_by(&sig.generics, FOLD_SHAPE);
+            continue;
+        }
+        if let syn::ReturnType::Type(_, ty) = &sig.output {
+            cx.error_spanned_by(ty, "fold methods return nothing; they change `self`");
+            continue;
+        }
+        let mut inputs = sig.inputs.iter();
+        match inputs.next() {
+            Some(FnArg::Receiver(receiver))
+                if receiver.reference.is_some() && receiver.mutability.is_some() => {}
+            Some(other) => {
+                cx.error_spanned_by(other, FOLD_SHAPE);
+                continue;
+            }
+            None => {
+                cx.error_spanned_by(&sig.ident, FOLD_SHAPE);
+                continue;
+            }
+        }
+        let event = match (inputs.next(), inputs.next()) {
+            (Some(FnArg::Typed(arg)), None) => match &*arg.ty {
+                syn::Type::Reference(reference) if reference.mutability.is_none() => {
+                    &*reference.elem
+                }
+                other => {
+                    cx.error_spanned_by(other, FOLD_SHAPE);
+                    continue;
+                }
+            },
+            (_, Some(extra)) => {
+                cx.error_spanned_by(extra, FOLD_SHAPE);
+                continue;
+            }
+            _ => {
+                cx.error_spanned_by(&sig.inputs, FOLD_SHAPE);
+                continue;
+            }
+        };
+        let key = quote!(#event).to_string();
+        if let Some(first) = folds.iter().find(|fold| {
+            let other = fold.event;
+            quote!(#other).to_string() == key
+        }) {
+            cx.error_spanned_by(
+                event,
+                format!(
+                    "`{}` is already folded by `{}`; one fold method per event type",
+                    key.replace(' ', ""),
+                    first.method
+                ),
+            );
+            continue;
+        }
+        folds.push(Fold {
+            method: &sig.ident,
+            event,
+        });
+    }
+    folds
+}
+
+fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
+    let (Some(stream), Some(events)) = (&args.stream, &args.events) else {
+        return quote!(#input);
+    };
+    let krate = args::runtime_path(args.krate.clone());
+    let self_ty = &input.self_ty;
+    let event = syn::Ident::new("__evt_event", proc_macro2::Span::mixed_site());
+    let dispatch = folds.iter().map(|Fold { method, event: ty }| {
+        quote_spanned! {ty.span()=>
+            if let ::core::option::Option::Some(event) =
+                <#ty as #krate::EventOf<#events>>::from_event(#event)
+            {
+                return Self::#method(self, event);
+            }
+        }
+    });
+    let create = match &args.create {
+        Some(path) => quote!(#path()),
+        None => quote_spanned!(self_ty.span()=> <Self as ::core::default::Default>::default()),
+    };
+    let snapshot = match &args.snapshot {
+        Some(version) => {
+            let to = quote_spanned! {version.span()=>
+                #krate::__private::serde_json::to_value(self)
+            };
+            let from = quote_spanned! {version.span()=>
+                <Self as #krate::__private::serde::Deserialize>::deserialize(value)
+            };
+            quote! {
+                const SNAPSHOT: ::core::option::Option<&'static str> = ::core::option::Option::Some(#version);
+
+                fn to_snapshot(&self) -> ::core::result::Result<#krate::__private::serde_json::Value, #krate::__private::serde_json::Error> {
+                    #to
+                }
+
+                fn from_snapshot(value: &#krate::__private::serde_json::Value) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
+                    #from
+                }
+            }
+        }
+        None => quote!(),
+    };
+    quote! {
+        #input
+
+        impl #krate::Aggregate for #self_ty {
+            type Event = #events;
+            const STREAM: &'static str = #stream;
+            #snapshot
+
+            fn create() -> Self {
+                #create
+            }
+
+            #[allow(unused_variables)]
+            fn fold(&mut self, #event: &#events) {
+                #(#dispatch)*
+            }
+        }
+
+        impl #krate::EventStream for #events {
+            const STREAM: &'static str = #stream;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Attribute arguments: `key = value` lists with precise errors, and the runtime crate's path.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::meta::ParseNestedMeta;
+
+use crate::ctxt::Ctxt;
+
+/// The error for a key that `attribute` does not know, listing the valid ones and the closest.
+pub(crate) fn unknown_key(
+    meta: &ParseNestedMeta<'_>,
+    attribute: &str,
+    keys: &[&str],
+) -> syn::Error {
+    let found = meta.path.get_ident().map_or_else(
+        || {
+            quote::ToTokens::to_token_stream(&meta.path)
+                .to_string()
+                .replace(' ', "")
+        },
+        ToString::to_string,
+    );
+    let expected = keys
+        .iter()
+        .map(|key| format!("`{key}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let suggestion = keys
+        .iter()
+        .map(|key| (strsim::jaro_winkler(key, &found), key))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, key)| format!("; did you mean `{key}`?"))
+        .unwrap_or_default();
+    meta.error(format!(
+        "unknown `{attribute}` argument `{found}`; expected one of: {expected}{suggestion}"
+    ))
+}
+
+/// Parses `#[name(...)]` arguments with `each`, collecting errors into `cx`.
+pub(crate) fn parse(
+    cx: &mut Ctxt,
+    attr: TokenStream,
+    mut each: impl FnMut(ParseNestedMeta<'_>) -> syn::Result<()>,
+) {
+    let parser = syn::meta::parser(|meta| each(meta));
+    if let Err(error) = syn::parse::Parser::parse2(parser, attr) {
+        cx.push(error);
+    }
+}
+
+/// A `key` or `key = true|false` flag.
+pub(crate) fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+    if meta.input.peek(syn::Token![=]) {
+        let value: syn::LitBool = meta.value()?.parse()?;
+        Ok(value.value)
+    } else {
+        Ok(true)
+    }
+}
+
+/// Rejects a second occurrence of a key.
+pub(crate) fn once<T>(meta: &ParseNestedMeta<'_>, slot: &Option<T>) -> syn::Result<()> {
+    match slot {
+        Some(_) => Err(meta.error(format!(
+            "duplicate argument `{}`",
+            meta.path
+                .get_ident()
+                .map_or_else(String::new, ToString::to_string)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The path of `evt_core` in generated code: the `crate = "..."` override, or found in the
+/// caller's `Cargo.toml` (`evt-core`, or the `evt` facade that re-exports it, under any name).
+pub(crate) fn runtime_path(custom: Option<syn::Path>) -> TokenStream {
+    if let Some(path) = custom {
+        return quote!(#path);
+    }
+    use proc_macro_crate::{FoundCrate, crate_name};
+    let found = |name: &str| -> TokenStream {
+        let ident = syn::Ident::new(&name.replace('-', "_"), Span::call_site());
+        quote!(::#ident)
+    };
+    match crate_name("evt-core") {
+        Ok(FoundCrate::Itself) => found("evt_core"),
+        Ok(FoundCrate::Name(name)) => found(&name),
+        Err(_) => match crate_name("evt") {
+            Ok(FoundCrate::Itself) => found("evt"),
+            Ok(FoundCrate::Name(name)) => found(&name),
+            Err(_) => found("evt_core"),
+        },
+    }
+}
+
+/// Parses the value of `crate = "path"`.
+pub(crate) fn crate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let lit: syn::LitStr = meta.value()?.parse()?;
+    lit.parse()
+}

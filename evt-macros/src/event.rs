@@ -1,0 +1,236 @@
+//! `#[event]`: one struct per variant of an event enum, evtstore's stored shape, type names.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{Fields, ItemEnum};
+
+use crate::args;
+use crate::ctxt::Ctxt;
+
+/// One variant: the struct made from it and its stored type name.
+struct Variant<'a> {
+    variant: &'a syn::Variant,
+    type_name: String,
+}
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let mut krate = None;
+    args::parse(&mut cx, attr, |meta| {
+        if meta.path.is_ident("crate") {
+            args::once(&meta, &krate)?;
+            krate = Some(args::crate_value(&meta)?);
+            Ok(())
+        } else {
+            Err(args::unknown_key(&meta, "event", &["crate"]))
+        }
+    });
+    let input: ItemEnum = match syn::parse2(item.clone()) {
+        Ok(input) => input,
+        Err(_) => {
+            cx.error_spanned_by(
+                &item,
+                "`#[event]` goes on an enum of events, e.g. `enum DepartmentEvent { DepartmentCreated { name: String } }`",
+            );
+            return cx.finish(item);
+        }
+    };
+    let krate = args::runtime_path(krate);
+    let variants = check(&mut cx, &input);
+    let expanded = generate(&krate, &input, &variants);
+    cx.finish(expanded)
+}
+
+fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(&input.generics, "an event enum cannot be generic");
+    }
+    if input.variants.is_empty() {
+        cx.error_spanned_by(
+            &input.ident,
+            "an event enum needs at least one variant, e.g. `DepartmentCreated { name: String }`",
+        );
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut variants = Vec::new();
+    for variant in &input.variants {
+        if let Fields::Unnamed(fields) = &variant.fields {
+            cx.error_spanned_by(
+                fields,
+                format!(
+                    "event variants have named fields or none: `{} {{ field: Type }}` or `{}`",
+                    variant.ident, variant.ident
+                ),
+            );
+            continue;
+        }
+        if let Some((_, value)) = &variant.discriminant {
+            cx.error_spanned_by(value, "event variants cannot have discriminants");
+        }
+        let type_name = camel_case(&variant.ident.to_string());
+        if seen.contains(&type_name) {
+            cx.error_spanned_by(
+                &variant.ident,
+                format!("two variants are stored as the event type `{type_name}`"),
+            );
+            continue;
+        }
+        seen.push(type_name.clone());
+        variants.push(Variant { variant, type_name });
+    }
+    variants
+}
+
+/// `DepartmentCreated` -> `departmentCreated`, as serde's `camelCase` renames a variant.
+fn camel_case(ident: &str) -> String {
+    let ident = ident.strip_prefix("r#").unwrap_or(ident);
+    let mut chars = ident.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn is_option(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "Option"),
+        _ => false,
+    }
+}
+
+fn generate(krate: &TokenStream, input: &ItemEnum, variants: &[Variant<'_>]) -> TokenStream {
+    let vis = &input.vis;
+    let name = &input.ident;
+    let derives: Vec<_> = input
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("derive"))
+        .collect();
+    let serde_path = format!("{krate}::__private::serde").replace(' ', "");
+
+    let structs = variants.iter().map(|Variant { variant, .. }| {
+        let ident = &variant.ident;
+        let attrs = &variant.attrs;
+        let body = match &variant.fields {
+            Fields::Named(fields) => {
+                let fields = fields.named.iter().map(|field| {
+                    let attrs = &field.attrs;
+                    let ident = &field.ident;
+                    let ty = &field.ty;
+                    let skip_none = is_option(ty).then(|| {
+                        quote!(#[serde(default, skip_serializing_if = "::core::option::Option::is_none")])
+                    });
+                    quote!(#(#attrs)* #skip_none #vis #ident: #ty)
+                });
+                quote!({ #(#fields,)* })
+            }
+            _ => quote!(;),
+        };
+        quote! {
+            #(#attrs)*
+            #(#derives)*
+            #[derive(#krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
+            #[serde(crate = #serde_path, rename_all = "camelCase")]
+            #vis struct #ident #body
+        }
+    });
+
+    let enum_attrs = &input.attrs;
+    let enum_variants = variants.iter().map(|Variant { variant, .. }| {
+        let ident = &variant.ident;
+        let doc = format!("The [`{ident}`] event.");
+        quote!(#[doc = #doc] #ident(#ident))
+    });
+    let type_names: Vec<&str> = variants.iter().map(|v| v.type_name.as_str()).collect();
+
+    let per_variant = variants.iter().map(|Variant { variant, type_name }| {
+        let ident = &variant.ident;
+        let from_json = match &variant.fields {
+            Fields::Unit => quote!(::core::result::Result::Ok(#ident)),
+            _ => quote!(<Self as #krate::__private::serde::Deserialize>::deserialize(value)),
+        };
+        quote! {
+            impl ::core::convert::From<#ident> for #name {
+                fn from(event: #ident) -> Self {
+                    #name::#ident(event)
+                }
+            }
+            impl #krate::EventVariant for #ident {
+                type Event = #name;
+                const TYPE: &'static str = #type_name;
+                fn from_json(
+                    value: &#krate::__private::serde_json::Value,
+                ) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
+                    let _ = value;
+                    #from_json
+                }
+            }
+            impl #krate::EventOf<#name> for #ident {
+                #[allow(unreachable_patterns)]
+                fn from_event(event: &#name) -> ::core::option::Option<&Self> {
+                    match event {
+                        #name::#ident(event) => ::core::option::Option::Some(event),
+                        _ => ::core::option::Option::None,
+                    }
+                }
+            }
+            impl #krate::IntoEvents<#name> for #ident {
+                fn into_events(self) -> #krate::__private::Vec<#name> {
+                    #krate::__private::vec![#name::#ident(self)]
+                }
+            }
+        }
+    });
+
+    let idents: Vec<_> = variants.iter().map(|v| &v.variant.ident).collect();
+    let value = format_ident!("value", span = proc_macro2::Span::mixed_site());
+    let items = quote! {
+        #(#structs)*
+
+        #(#enum_attrs)*
+        #vis enum #name {
+            #(#enum_variants,)*
+        }
+    };
+    if variants.is_empty() {
+        return items;
+    }
+    quote! {
+        #items
+
+        #(#per_variant)*
+
+        impl #krate::IntoEvents<#name> for #name {
+            fn into_events(self) -> #krate::__private::Vec<#name> {
+                #krate::__private::vec![self]
+            }
+        }
+
+        impl #krate::Event for #name {
+            const TYPES: &'static [&'static str] = &[#(#type_names),*];
+
+            fn event_type(&self) -> &'static str {
+                match self {
+                    #(#name::#idents(_) => <#idents as #krate::EventVariant>::TYPE,)*
+                }
+            }
+
+            fn to_json(&self) -> ::core::result::Result<#krate::__private::serde_json::Value, #krate::__private::serde_json::Error> {
+                match self {
+                    #(#name::#idents(event) => #krate::__private::encode(<#idents as #krate::EventVariant>::TYPE, event),)*
+                }
+            }
+
+            fn from_json(#value: &#krate::__private::serde_json::Value) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
+                match #krate::__private::event_type(#value)? {
+                    #(#type_names => <#idents as #krate::EventVariant>::from_json(#value).map(#name::#idents),)*
+                    other => ::core::result::Result::Err(#krate::__private::unknown_type(other, <Self as #krate::Event>::TYPES)),
+                }
+            }
+        }
+    }
+}
