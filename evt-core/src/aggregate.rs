@@ -48,8 +48,6 @@ pub struct Versioned<A> {
     pub id: String,
     /// The number of events folded in: 0 when the aggregate has none.
     pub version: u64,
-    /// The position of the last event folded in (0 when none).
-    pub position: u64,
     /// The state.
     pub state: A,
 }
@@ -60,7 +58,6 @@ impl<A: Aggregate> Versioned<A> {
         Versioned {
             id: id.into(),
             version: 0,
-            position: 0,
             state: A::create(),
         }
     }
@@ -90,7 +87,6 @@ impl<A: Aggregate> Versioned<A> {
         })?;
         self.state.fold(&event);
         self.version = meta.version;
-        self.position = meta.position;
         Ok(())
     }
 }

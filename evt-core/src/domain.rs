@@ -64,18 +64,14 @@ impl Domain {
         let span = tracing::debug_span!("evt.load", stream = A::STREAM, aggregate_id = id);
         async {
             let cached = self.cache.as_ref().and_then(|cache| cache.get::<A>(id));
-            let (mut aggregate, from_snapshot) = match cached {
-                Some(aggregate) => (aggregate, false),
+            let mut aggregate = match cached {
+                Some(aggregate) => aggregate,
                 None => match self.load_snapshot::<A>(id).await? {
-                    Some(aggregate) => (aggregate, true),
-                    None => (Versioned::new(id), A::SNAPSHOT.is_some()),
+                    Some(aggregate) => aggregate,
+                    None => Versioned::new(id),
                 },
             };
-            let start = aggregate.version;
             self.catch_up(&mut aggregate).await?;
-            if from_snapshot && aggregate.version > start {
-                self.store_snapshot(&aggregate).await?;
-            }
             if let Some(cache) = &self.cache {
                 cache.put(&aggregate);
             }
@@ -123,7 +119,6 @@ impl Domain {
             Ok(state) => Ok(Some(Versioned {
                 id: id.to_owned(),
                 version: snapshot.version,
-                position: snapshot.position,
                 state,
             })),
             Err(error) => {
@@ -138,31 +133,8 @@ impl Domain {
         }
     }
 
-    async fn store_snapshot<A: Aggregate>(&self, aggregate: &Versioned<A>) -> Result<(), Error> {
-        let Some(version) = A::SNAPSHOT else {
-            return Ok(());
-        };
-        let state = aggregate
-            .state
-            .to_snapshot()
-            .map_err(|source| Error::Encode {
-                what: "snapshot".to_owned(),
-                stream: A::STREAM.to_owned(),
-                aggregate_id: aggregate.id.clone(),
-                source,
-            })?;
-        let snapshot = Snapshot {
-            stream: A::STREAM.to_owned(),
-            aggregate_id: aggregate.id.clone(),
-            snapshot_version: version.to_owned(),
-            version: aggregate.version,
-            position: aggregate.position,
-            state,
-        };
-        self.provider.set_snapshot(&snapshot).await
-    }
-
     /// Appends `events` to `aggregate` at its version and folds them in; returns the new aggregate.
+    /// With snapshots on, the new state is stored with the last event.
     ///
     /// Fails with [`Error::VersionConflict`] when another writer appended first. With no events,
     /// returns the aggregate unchanged.
@@ -188,23 +160,44 @@ impl Domain {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let stored_version = aggregate.version;
+        for event in &events {
+            aggregate.state.fold(event);
+        }
+        aggregate.version += events.len() as u64;
+        let snapshot = match A::SNAPSHOT {
+            Some(snapshot_version) => Some(Snapshot {
+                snapshot_version: snapshot_version.to_owned(),
+                version: aggregate.version,
+                state: aggregate
+                    .state
+                    .to_snapshot()
+                    .map_err(|source| Error::Encode {
+                        what: "snapshot".to_owned(),
+                        stream: A::STREAM.to_owned(),
+                        aggregate_id: aggregate.id.clone(),
+                        source,
+                    })?,
+            }),
+            None => None,
+        };
         let span = tracing::debug_span!(
             "evt.append",
             stream = A::STREAM,
             aggregate_id = aggregate.id,
-            version = aggregate.version,
+            version = stored_version,
             events = events.len()
         );
-        let stored = self
-            .provider
-            .append(A::STREAM, &aggregate.id, aggregate.version, &new_events)
+        self.provider
+            .append(
+                A::STREAM,
+                &aggregate.id,
+                stored_version,
+                &new_events,
+                snapshot.as_ref(),
+            )
             .instrument(span)
             .await?;
-        for (event, stored) in events.iter().zip(&stored) {
-            aggregate.state.fold(event);
-            aggregate.version = stored.meta.version;
-            aggregate.position = stored.meta.position;
-        }
         if let Some(cache) = &self.cache {
             cache.put(&aggregate);
         }

@@ -78,7 +78,7 @@ pub enum Error {
     )]
     Handler {
         /// The handler's bookmark name (`(memory)` for an in-memory bookmark).
-        bookmark: String,
+        bookmark: &'static str,
         /// The event's stream.
         stream: String,
         /// The event's aggregate id.

@@ -24,9 +24,8 @@ pub trait Projection: Send + Sync + 'static {
     /// The options set in the attribute; [`Handler`]'s builder methods override them.
     const OPTIONS: HandlerOptions = HandlerOptions::DEFAULT;
 
-    /// Runs the handler method for `event`'s stream and type: `Ok(true)` if one ran,
-    /// `Ok(false)` if the projection has none for it.
-    fn handle(&self, event: &StoredEvent) -> impl Future<Output = Result<bool, BoxError>> + Send;
+    /// Runs the handler method for `event`'s stream and type, if the projection has one.
+    fn handle(&self, event: &StoredEvent) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
 
 /// Where a handler starts and what it does when a handler method fails (evtstore's handler options).
@@ -191,8 +190,8 @@ impl<P: Projection> Handler<P> {
         }
     }
 
-    /// Handles every event not handled yet, page by page, and returns how many events a handler
-    /// method ran for.
+    /// Handles every event not handled yet, page by page, and returns how many events it moved
+    /// past (as evtstore's `runOnce`: events without a handler method count too).
     ///
     /// Stops at the first failing event (its error names bookmark, stream, aggregate id, version and
     /// position; the bookmark stays before it), unless `continue_on_error` is on.
@@ -218,24 +217,20 @@ impl<P: Projection> Handler<P> {
                 .await?;
             let page_start = position;
             for event in &events {
-                match self.inner.projection.handle(event).await {
-                    Ok(ran) => handled += usize::from(ran),
-                    Err(source) => {
-                        let error = self.handler_error(event, source);
-                        if !config.options.continue_on_error {
-                            self.save(&mut run, &config, page_start, position).await?;
-                            return Err(error);
-                        }
-                        match &config.on_error {
-                            Some(callback) => callback(&error),
-                            None => {
-                                tracing::warn!(%error, "handler error skipped (continue_on_error)")
-                            }
-                        }
+                if let Err(source) = self.inner.projection.handle(event).await {
+                    let error = self.handler_error(event, source);
+                    if !config.options.continue_on_error {
+                        self.save(&mut run, &config, page_start, position).await?;
+                        return Err(error);
+                    }
+                    match &config.on_error {
+                        Some(callback) => callback(&error),
+                        None => tracing::warn!(%error, "handler error skipped (continue_on_error)"),
                     }
                 }
                 position = event.meta.position;
                 run.position = Some(position);
+                handled += 1;
             }
             self.save(&mut run, &config, page_start, position).await?;
             tracing::trace!(events = events.len(), position, "handler page done");
@@ -248,7 +243,7 @@ impl<P: Projection> Handler<P> {
     fn handler_error(&self, event: &StoredEvent, source: BoxError) -> Error {
         let meta = &event.meta;
         Error::Handler {
-            bookmark: self.bookmark_name().to_owned(),
+            bookmark: self.bookmark_name(),
             stream: meta.stream.clone(),
             aggregate_id: meta.aggregate_id.clone(),
             version: meta.version,

@@ -182,6 +182,7 @@ impl Provider for MemoryProvider {
         aggregate_id: &str,
         expected_version: u64,
         events: &[NewEvent],
+        snapshot: Option<&Snapshot>,
     ) -> Result<Vec<StoredEvent>, Error> {
         let timestamp = now_millis();
         let stored = {
@@ -224,6 +225,12 @@ impl Provider for MemoryProvider {
                 .entry(aggregate_id.to_owned())
                 .or_default()
                 .extend(indexes);
+            if let Some(snapshot) = snapshot {
+                state.snapshots.insert(
+                    (stream.to_owned(), aggregate_id.to_owned()),
+                    snapshot.clone(),
+                );
+            }
             stored
         };
         if let Some(last) = stored.last() {
@@ -242,14 +249,6 @@ impl Provider for MemoryProvider {
             .snapshots
             .get(&(stream.to_owned(), aggregate_id.to_owned()))
             .cloned())
-    }
-
-    async fn set_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error> {
-        self.write().snapshots.insert(
-            (snapshot.stream.clone(), snapshot.aggregate_id.clone()),
-            snapshot.clone(),
-        );
-        Ok(())
     }
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {

@@ -46,19 +46,14 @@ pub struct NewEvent {
     pub data: Value,
 }
 
-/// A persisted aggregate state (evtstore's `persistAggregate`), valid only for the same `snapshot_version`.
+/// An aggregate state stored with its last event (evtstore's `persistAggregate`), reused only
+/// while the aggregate's snapshot version is still `snapshot_version`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    /// The aggregate's stream.
-    pub stream: String,
-    /// The aggregate's id.
-    pub aggregate_id: String,
     /// The aggregate's snapshot version (`#[aggregate(snapshot = "1")]`); bump it when the fold changes.
     pub snapshot_version: String,
     /// The version of the last event folded into `state`.
     pub version: u64,
-    /// The position of the last event folded into `state`.
-    pub position: u64,
     /// The aggregate state.
     pub state: Value,
 }
@@ -110,7 +105,8 @@ pub trait Provider: Send + Sync + 'static {
     /// handler starts.
     async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error>;
 
-    /// Appends `events` to the aggregate, atomically, if its last version is `expected_version`.
+    /// Appends `events` to the aggregate, atomically, if its last version is `expected_version`,
+    /// and with them the aggregate's `snapshot` after the last of them, if given.
     ///
     /// Returns the stored events with their versions `expected_version + 1 ..` and positions.
     async fn append(
@@ -119,17 +115,15 @@ pub trait Provider: Send + Sync + 'static {
         aggregate_id: &str,
         expected_version: u64,
         events: &[NewEvent],
+        snapshot: Option<&Snapshot>,
     ) -> Result<Vec<StoredEvent>, Error>;
 
-    /// The aggregate's snapshot, if one was stored.
+    /// The snapshot stored by the aggregate's latest append that had one.
     async fn get_snapshot(
         &self,
         stream: &str,
         aggregate_id: &str,
     ) -> Result<Option<Snapshot>, Error>;
-
-    /// Stores (replaces) the aggregate's snapshot.
-    async fn set_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error>;
 
     /// A signal that changes after each append made through this provider value, so that a
     /// started handler in the same process wakes at once instead of waiting for its next poll.

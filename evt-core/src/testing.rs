@@ -1,1 +1,1472 @@
-//! The provider conformance suite.
+//! The provider conformance suite: every provider runs it with one call.
+//!
+//! ```ignore
+//! evt_core::provider_tests!(|limit: usize| async move {
+//!     std::sync::Arc::new(my_provider::connect_fresh(limit).await) as std::sync::Arc<dyn evt_core::Provider>
+//! });
+//! ```
+//!
+//! The argument makes a fresh, empty provider reading pages of `limit` events, once per test.
+//! The tests need `tokio` (with `macros` and `rt-multi-thread`) in the calling crate.
+//!
+//! The scenarios cover evtstore's own provider tests (appends, returned aggregates, multi-event
+//! commands, empty aggregates, bookmarks, version conflicts, in-memory bookmarks, several streams,
+//! tail options, continue-on-error, snapshots) and what evtstore gets wrong: atomic appends,
+//! exactly one winner per version under concurrent writers, and handlers that see every event
+//! exactly once, in position order, while many writers append.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    Aggregate, Domain, Error, Event, Meta, NewEvent, Provider, Snapshot, Versioned, aggregate,
+    commands, event, projection,
+};
+
+/// The scenarios, in the order [`provider_tests!`](crate::provider_tests) runs them.
+#[macro_export]
+macro_rules! provider_tests {
+    ($factory:expr) => {
+        $crate::provider_tests!(@each $factory;
+            append_returns_stored_events,
+            stored_event_shape,
+            command_returns_aggregate,
+            multi_event_command,
+            empty_aggregate,
+            command_without_events,
+            rejected_command_appends_nothing,
+            version_conflict,
+            failed_append_stores_nothing,
+            load_pages_through_history,
+            cache_reads_newer_events,
+            bookmark_without_position,
+            bookmark_persists_position,
+            memory_bookmark,
+            several_streams,
+            tail_stream,
+            always_tail_stream,
+            continue_on_error_off,
+            continue_on_error_on,
+            malformed_event,
+            snapshot_absent,
+            snapshot_present,
+            snapshot_version_mismatch,
+            started_handler_wakes_on_append,
+            concurrent_writers_one_aggregate,
+            concurrent_commands_retry,
+            concurrent_writers_with_handler,
+            atomic_multi_event_appends
+        );
+    };
+    (@each $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::testing::$name(&$factory).await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test domain: two aggregates on two streams, one with snapshots, a recording projection.
+
+/// Events of [`Example`].
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExampleEvent {
+    /// The example was created.
+    Created {
+        /// Its name.
+        name: String,
+    },
+    /// Its counter went up.
+    Incremented {
+        /// By how much.
+        by: u32,
+    },
+    /// A note, left out of the stored document when `None`.
+    Noted {
+        /// The note.
+        note_text: Option<String>,
+    },
+    /// An event the [`Recorder`] fails on.
+    Poisoned,
+}
+
+/// An aggregate on the stream `examples`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Example {
+    /// Set by `Created`.
+    pub name: String,
+    /// Sum of `Incremented`.
+    pub count: u32,
+    /// The `Noted` notes.
+    pub notes: Vec<Option<String>>,
+}
+
+#[aggregate(stream = "examples", events = ExampleEvent)]
+impl Example {
+    fn created(&mut self, event: &Created) {
+        self.name = event.name.clone();
+    }
+    fn incremented(&mut self, event: &Incremented) {
+        self.count += event.by;
+    }
+    fn noted(&mut self, event: &Noted) {
+        self.notes.push(event.note_text.clone());
+    }
+}
+
+/// Payload of `create`.
+pub struct Create {
+    /// The name.
+    pub name: String,
+}
+/// Payload of `increment` and `increment_retrying`.
+#[derive(Clone)]
+pub struct Increment {
+    /// By how much.
+    pub by: u32,
+}
+/// Payload of `note_many`: one `Noted` per note.
+pub struct NoteMany {
+    /// The notes.
+    pub notes: Vec<Option<String>>,
+}
+/// Payload of `poison`.
+pub struct Poison;
+
+#[commands(client = pub ExampleCommands)]
+impl Example {
+    fn create(example: &Versioned<Self>, cmd: Create) -> Result<Created, String> {
+        if example.exists() {
+            return Err(format!("`{}` already exists", example.id));
+        }
+        Ok(Created { name: cmd.name })
+    }
+
+    async fn increment(example: &Versioned<Self>, cmd: Increment) -> Result<Incremented, String> {
+        if !example.exists() {
+            return Err(format!("`{}` does not exist", example.id));
+        }
+        Ok(Incremented { by: cmd.by })
+    }
+
+    #[command(retry = 1000)]
+    fn increment_retrying(
+        example: &Versioned<Self>,
+        cmd: Increment,
+    ) -> Result<Incremented, String> {
+        if !example.exists() {
+            return Err(format!("`{}` does not exist", example.id));
+        }
+        Ok(Incremented { by: cmd.by })
+    }
+
+    fn note_many(_: &Versioned<Self>, cmd: NoteMany) -> Result<Vec<ExampleEvent>, String> {
+        Ok(cmd
+            .notes
+            .into_iter()
+            .map(|note_text| Noted { note_text }.into())
+            .collect())
+    }
+
+    fn poison(_: &Versioned<Self>, _: Poison) -> Result<Poisoned, String> {
+        Ok(Poisoned)
+    }
+}
+
+/// Events of [`Other`].
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+pub enum OtherEvent {
+    /// Something happened on the other stream.
+    Pinged {
+        /// A sequence number.
+        n: u32,
+    },
+}
+
+/// An aggregate on the stream `others`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Other {
+    /// How many pings.
+    pub pings: u32,
+}
+
+#[aggregate(stream = "others", events = OtherEvent)]
+impl Other {
+    fn pinged(&mut self, _: &Pinged) {
+        self.pings += 1;
+    }
+}
+
+/// Payload of `ping`.
+pub struct Ping {
+    /// A sequence number.
+    pub n: u32,
+}
+
+#[commands(client = pub OtherCommands)]
+impl Other {
+    fn ping(_: &Versioned<Self>, cmd: Ping) -> Result<Pinged, String> {
+        Ok(Pinged { n: cmd.n })
+    }
+}
+
+/// Events of [`Counter`].
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+pub enum CounterEvent {
+    /// The counter went up.
+    Added {
+        /// By how much.
+        n: u64,
+    },
+}
+
+/// An aggregate with snapshots (`snapshot = "1"`) on the stream `counters`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counter {
+    /// The sum of `Added`.
+    pub total: u64,
+    /// How many events were folded into this state (a snapshot carries it over).
+    pub folded: u64,
+}
+
+#[aggregate(stream = "counters", events = CounterEvent, snapshot = "1")]
+impl Counter {
+    fn added(&mut self, event: &Added) {
+        self.total += event.n;
+        self.folded += 1;
+    }
+}
+
+/// Payload of `add`.
+pub struct Add {
+    /// By how much.
+    pub n: u64,
+}
+
+#[commands(client = pub CounterCommands)]
+impl Counter {
+    fn add(_: &Versioned<Self>, cmd: Add) -> Result<Added, String> {
+        Ok(Added { n: cmd.n })
+    }
+}
+
+/// A projection over `examples` and `others` that records what it sees, and fails on `Poisoned`.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    seen: Mutex<Vec<Meta>>,
+}
+
+impl Recorder {
+    /// The metas of the events handled so far, in order.
+    pub fn seen(&self) -> Vec<Meta> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, meta: &Meta) {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(meta.clone());
+    }
+}
+
+#[projection(bookmark = "recorder", streams = ["examples", "others"])]
+impl Recorder {
+    fn created(&self, _: &str, _: &Created, meta: &Meta) {
+        self.record(meta);
+    }
+    async fn incremented(&self, _: &str, _: &Incremented, meta: &Meta) -> Result<(), String> {
+        self.record(meta);
+        Ok(())
+    }
+    fn noted(&self, _: &str, _: &Noted, meta: &Meta) {
+        self.record(meta);
+    }
+    fn poisoned(&self, id: &str, _: &Poisoned, _: &Meta) -> Result<(), String> {
+        Err(format!("`{id}` is poisoned"))
+    }
+    fn pinged(&self, _: &str, _: &Pinged, meta: &Meta) {
+        self.record(meta);
+    }
+}
+
+/// A projection over `examples` only.
+#[derive(Debug, Default)]
+pub struct ExamplesOnly {
+    seen: Mutex<Vec<Meta>>,
+}
+
+#[projection(bookmark = "examples-only", streams = ["examples"])]
+impl ExamplesOnly {
+    fn created(&self, _: &str, _: &Created, meta: &Meta) {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(meta.clone());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+async fn domain<F, Fut>(factory: &F, limit: usize) -> Domain
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    Domain::from_arc(factory(limit).await)
+}
+
+async fn create(commands: &ExampleCommands, id: &str) -> Versioned<Example> {
+    commands
+        .create(
+            id,
+            Create {
+                name: id.to_owned(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create `{id}`: {e}"))
+}
+
+async fn last_position(domain: &Domain, stream: &str, id: &str) -> u64 {
+    let last = domain
+        .provider()
+        .get_last_event_for(stream, id)
+        .await
+        .unwrap();
+    last.unwrap_or_else(|| panic!("`{stream}/{id}` has no event"))
+        .meta
+        .position
+}
+
+fn positions(metas: &[Meta]) -> Vec<u64> {
+    metas.iter().map(|meta| meta.position).collect()
+}
+
+/// Waits (bounded) until `done` holds; the bound is for liveness, not speed.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after 30 s waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios.
+
+/// Appending returns the stored events with versions and increasing positions; reads find them.
+pub async fn append_returns_stored_events<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let provider = factory(100).await;
+    let event = |n: u32| NewEvent {
+        event_type: "incremented",
+        data: json!({"type": "incremented", "by": n}),
+    };
+    let first = provider
+        .append("examples", "a", 0, &[event(1)], None)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].meta.version, 1);
+    assert_eq!(first[0].meta.stream, "examples");
+    assert_eq!(first[0].meta.aggregate_id, "a");
+    assert_eq!(first[0].event_type, "incremented");
+    let second = provider
+        .append("examples", "a", 1, &[event(2), event(3)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|e| e.meta.version).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(first[0].meta.position < second[0].meta.position);
+    assert!(second[0].meta.position < second[1].meta.position);
+
+    let history = provider
+        .get_events_for("examples", "a", 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0], first[0]);
+    assert_eq!(history[1..], second[..]);
+    let after_one = provider
+        .get_events_for("examples", "a", 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(after_one[..], second[..]);
+    let last = provider.get_last_event_for("examples", "a").await.unwrap();
+    assert_eq!(last.as_ref(), second.last());
+    assert_eq!(
+        provider.get_last_event_for("examples", "b").await.unwrap(),
+        None
+    );
+    assert!(
+        provider
+            .get_events_for("examples", "b", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        provider
+            .get_events_for("others", "a", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let all = provider
+        .get_events_from(&["examples"], 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(all, history);
+    let later = provider
+        .get_events_from(&["examples"], first[0].meta.position, 100)
+        .await
+        .unwrap();
+    assert_eq!(later[..], second[..]);
+    assert_eq!(
+        provider.get_last_position(&["examples"]).await.unwrap(),
+        second[1].meta.position
+    );
+    assert_eq!(provider.get_last_position(&["others"]).await.unwrap(), 0);
+}
+
+/// Events are stored as evtstore stores them: `type`, camelCase fields, `None` left out.
+pub async fn stored_event_shape<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    commands
+        .note_many(
+            "a",
+            NoteMany {
+                notes: vec![Some("hello".into()), None],
+            },
+        )
+        .await
+        .unwrap();
+    let stored = domain
+        .provider()
+        .get_events_for("examples", "a", 0, 100)
+        .await
+        .unwrap();
+    let data: Vec<_> = stored.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(
+        data,
+        [
+            json!({"type": "created", "name": "a"}),
+            json!({"type": "noted", "noteText": "hello"}),
+            json!({"type": "noted"}),
+        ]
+    );
+    let timestamp = stored[0].meta.timestamp;
+    assert_eq!(
+        timestamp.timestamp_subsec_nanos() % 1_000_000,
+        0,
+        "millisecond timestamps"
+    );
+    let age = chrono::Utc::now() - timestamp;
+    assert!(
+        age.num_seconds().abs() < 3600,
+        "timestamp {timestamp} is not now"
+    );
+    // A document written by evtstore reads back.
+    let event = ExampleEvent::from_json(&json!({"type": "noted", "noteText": "x"})).unwrap();
+    assert_eq!(
+        event,
+        ExampleEvent::Noted(Noted {
+            note_text: Some("x".into())
+        })
+    );
+}
+
+/// A command returns the new aggregate, with its version, and loading finds the same.
+pub async fn command_returns_aggregate<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    let created = create(&commands, "a").await;
+    assert_eq!((created.id.as_str(), created.version), ("a", 1));
+    assert_eq!(created.name, "a");
+    let incremented = commands.increment("a", Increment { by: 5 }).await.unwrap();
+    assert_eq!((incremented.version, incremented.count), (2, 5));
+    let incremented = commands.increment("a", Increment { by: 2 }).await.unwrap();
+    assert_eq!((incremented.version, incremented.count), (3, 7));
+    let loaded: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!(loaded, incremented);
+}
+
+/// A command returning several events appends them all, in order, at consecutive versions.
+pub async fn multi_event_command<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let notes = vec![Some("1".to_owned()), Some("2".to_owned()), None];
+    let example = commands
+        .note_many(
+            "a",
+            NoteMany {
+                notes: notes.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((example.version, &example.notes), (4, &notes));
+    let stored = domain
+        .provider()
+        .get_events_for("examples", "a", 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.meta.version).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    let loaded: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!(loaded.notes, notes);
+}
+
+/// An aggregate without events loads at version 0 with the initial state.
+pub async fn empty_aggregate<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let example: Versioned<Example> = domain.load("nobody").await.unwrap();
+    assert_eq!(example, Versioned::new("nobody"));
+    assert!(!example.exists());
+    assert_eq!(example.version, 0);
+}
+
+/// A command that decides nothing appends nothing and returns the aggregate as it was.
+pub async fn command_without_events<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let example = commands
+        .note_many("a", NoteMany { notes: vec![] })
+        .await
+        .unwrap();
+    assert_eq!(example.version, 1);
+    let stored = domain
+        .provider()
+        .get_events_for("examples", "a", 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+}
+
+/// A rejected command returns the handler's error, naming stream and id, and appends nothing.
+pub async fn rejected_command_appends_nothing<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    let error = commands
+        .increment("a", Increment { by: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.rejection().map(String::as_str),
+        Some("`a` does not exist")
+    );
+    assert_eq!(
+        error.to_string(),
+        "command `increment` on `examples/a` rejected: `a` does not exist"
+    );
+    create(&commands, "a").await;
+    let again = commands
+        .create("a", Create { name: "b".into() })
+        .await
+        .unwrap_err();
+    assert!(again.rejection().is_some());
+    let loaded: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!((loaded.version, loaded.name.as_str()), (1, "a"));
+}
+
+/// Appending at a stale version fails with a version conflict naming stream, id and version.
+pub async fn version_conflict<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let stale: Versioned<Example> = domain.load("a").await.unwrap();
+    commands.increment("a", Increment { by: 1 }).await.unwrap();
+    let error = domain
+        .append(stale, vec![Incremented { by: 2 }.into()])
+        .await
+        .unwrap_err();
+    assert!(error.is_version_conflict(), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("examples/a") && message.contains("expected version 1"),
+        "{message}"
+    );
+    let error = domain
+        .provider()
+        .append(
+            "examples",
+            "a",
+            0,
+            &[NewEvent {
+                event_type: "created",
+                data: json!({"type": "created", "name": "x"}),
+            }],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::VersionConflict { stream, aggregate_id, expected: 0 } if stream == "examples" && aggregate_id == "a"
+        ),
+        "{error}"
+    );
+    let loaded: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!((loaded.version, loaded.count), (2, 1));
+}
+
+/// A multi-event append that conflicts stores none of its events.
+pub async fn failed_append_stores_nothing<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let provider = factory(100).await;
+    let noted = NewEvent {
+        event_type: "noted",
+        data: json!({"type": "noted"}),
+    };
+    provider
+        .append("examples", "a", 0, std::slice::from_ref(&noted), None)
+        .await
+        .unwrap();
+    let three = [noted.clone(), noted.clone(), noted];
+    for expected in [0, 2, 5] {
+        let error = provider
+            .append("examples", "a", expected, &three, None)
+            .await
+            .unwrap_err();
+        assert!(error.is_version_conflict(), "{error}");
+    }
+    assert_eq!(
+        provider
+            .get_events_for("examples", "a", 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        provider
+            .get_events_from(&["examples"], 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Loading an aggregate with more events than the page limit reads every page.
+pub async fn load_pages_through_history<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 3).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    for by in 1..=10 {
+        commands.increment("a", Increment { by }).await.unwrap();
+    }
+    let loaded: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!((loaded.version, loaded.count), (11, 55));
+    let page = domain
+        .provider()
+        .get_events_for("examples", "a", 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 11);
+    let handler = domain.handler(Recorder::default());
+    assert_eq!(handler.run_once().await.unwrap(), 11);
+}
+
+/// A cached aggregate is brought up to date with events appended through another domain.
+pub async fn cache_reads_newer_events<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let provider = factory(100).await;
+    let cached = Domain::from_arc(provider.clone()).with_cache(2);
+    let uncached = Domain::from_arc(provider);
+    let commands = ExampleCommands::new(&cached);
+    create(&commands, "a").await;
+    commands.increment("a", Increment { by: 1 }).await.unwrap();
+    ExampleCommands::new(&uncached)
+        .increment("a", Increment { by: 10 })
+        .await
+        .unwrap();
+    let loaded: Versioned<Example> = cached.load("a").await.unwrap();
+    assert_eq!((loaded.version, loaded.count), (3, 11));
+    let after = commands
+        .increment("a", Increment { by: 100 })
+        .await
+        .unwrap();
+    assert_eq!((after.version, after.count), (4, 111));
+    // More aggregates than the capacity: all still load correctly.
+    for id in ["b", "c", "d"] {
+        create(&commands, id).await;
+    }
+    for id in ["a", "b", "c", "d"] {
+        let loaded: Versioned<Example> = cached.load(id).await.unwrap();
+        assert!(loaded.exists(), "{id}");
+    }
+}
+
+/// A bookmark never set reads as `None`, and a handler starts from the first event.
+pub async fn bookmark_without_position<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    assert_eq!(
+        domain.provider().get_position("recorder").await.unwrap(),
+        None
+    );
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    create(&commands, "b").await;
+    let handler = domain.handler(Recorder::default());
+    assert_eq!(handler.run_once().await.unwrap(), 2);
+    assert_eq!(handler.projection().seen().len(), 2);
+}
+
+/// The bookmark is stored; a new handler with the same bookmark resumes after it.
+pub async fn bookmark_persists_position<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 2).await;
+    let commands = ExampleCommands::new(&domain);
+    for id in ["a", "b", "c"] {
+        create(&commands, id).await;
+    }
+    let handler = domain.handler(Recorder::default());
+    assert_eq!(handler.run_once().await.unwrap(), 3);
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    let last = domain
+        .provider()
+        .get_last_position(&["examples"])
+        .await
+        .unwrap();
+    assert_eq!(
+        domain.provider().get_position("recorder").await.unwrap(),
+        Some(last)
+    );
+    create(&commands, "d").await;
+    let resumed = domain.handler(Recorder::default());
+    assert_eq!(resumed.run_once().await.unwrap(), 1);
+    assert_eq!(resumed.projection().seen()[0].aggregate_id, "d");
+    // `reset` re-reads the stored bookmark: nothing to do again.
+    handler.reset().await;
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    domain.provider().set_position("recorder", 0).await.unwrap();
+    handler.reset().await;
+    assert_eq!(handler.run_once().await.unwrap(), 4);
+}
+
+/// An in-memory bookmark leaves the provider's bookmarks alone.
+pub async fn memory_bookmark<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let handler = domain.handler(Recorder::default()).memory_bookmark();
+    assert_eq!(handler.run_once().await.unwrap(), 1);
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    create(&commands, "b").await;
+    assert_eq!(handler.run_once().await.unwrap(), 1);
+    assert_eq!(
+        domain.provider().get_position("recorder").await.unwrap(),
+        None
+    );
+    let other = domain.handler(Recorder::default()).memory_bookmark();
+    assert_eq!(other.run_once().await.unwrap(), 2);
+}
+
+/// One handler reads several streams, in position order; another reads only its own.
+pub async fn several_streams<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 2).await;
+    let examples = ExampleCommands::new(&domain);
+    let others = OtherCommands::new(&domain);
+    create(&examples, "a").await;
+    others.ping("x", Ping { n: 1 }).await.unwrap();
+    examples.increment("a", Increment { by: 1 }).await.unwrap();
+    others.ping("y", Ping { n: 2 }).await.unwrap();
+    create(&examples, "b").await;
+    let both = domain.handler(Recorder::default());
+    assert_eq!(both.run_once().await.unwrap(), 5);
+    let seen = both.projection().seen();
+    let streams: Vec<_> = seen.iter().map(|m| m.stream.as_str()).collect();
+    assert_eq!(
+        streams,
+        ["examples", "others", "examples", "others", "examples"]
+    );
+    assert!(positions(&seen).windows(2).all(|w| w[0] < w[1]));
+    let only = domain.handler(ExamplesOnly::default());
+    assert_eq!(
+        only.run_once().await.unwrap(),
+        3,
+        "events without a handler method count"
+    );
+    assert_eq!(only.projection().seen.lock().unwrap().len(), 2);
+}
+
+/// `tail_stream`: a first start skips history; once bookmarked, it resumes from the bookmark.
+pub async fn tail_stream<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "old").await;
+    let handler = domain.handler(Recorder::default()).tail_stream(true);
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    create(&commands, "new").await;
+    assert_eq!(handler.run_once().await.unwrap(), 1);
+    assert_eq!(handler.projection().seen()[0].aggregate_id, "new");
+    handler.reset().await;
+    create(&commands, "newer").await;
+    assert_eq!(
+        handler.run_once().await.unwrap(),
+        1,
+        "resumes from its bookmark"
+    );
+    let fresh = domain.handler(Recorder::default()).tail_stream(true);
+    create(&commands, "newest").await;
+    assert_eq!(
+        fresh.run_once().await.unwrap(),
+        1,
+        "the stored bookmark wins over tailing"
+    );
+}
+
+/// `always_tail_stream`: every start skips what was appended while it was stopped.
+pub async fn always_tail_stream<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "old").await;
+    let handler = domain.handler(Recorder::default()).always_tail_stream(true);
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    create(&commands, "a").await;
+    assert_eq!(handler.run_once().await.unwrap(), 1);
+    handler.reset().await;
+    create(&commands, "missed").await;
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    create(&commands, "b").await;
+    assert_eq!(handler.run_once().await.unwrap(), 1);
+    let ids: Vec<_> = handler
+        .projection()
+        .seen()
+        .into_iter()
+        .map(|m| m.aggregate_id)
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+/// Without `continue_on_error` a failing event stops the run, the bookmark stays before it,
+/// and the next run tries it again.
+pub async fn continue_on_error_off<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let good = last_position(&domain, "examples", "a").await;
+    commands.poison("a", Poison).await.unwrap();
+    let poisoned = last_position(&domain, "examples", "a").await;
+    create(&commands, "b").await;
+    let handler = domain.handler(Recorder::default());
+    let error = handler.run_once().await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(&error, Error::Handler { position, version: 2, .. } if *position == poisoned),
+        "{message}"
+    );
+    for part in [
+        "recorder",
+        "examples/a",
+        "version 2",
+        "poisoned",
+        "is poisoned",
+    ] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+    assert_eq!(handler.projection().seen().len(), 1);
+    let before = domain.provider().get_position("recorder").await.unwrap();
+    assert_eq!(before, Some(good));
+    assert!(
+        handler.run_once().await.is_err(),
+        "tries the failing event again"
+    );
+    assert_eq!(handler.projection().seen().len(), 1, "never passes it");
+}
+
+/// With `continue_on_error` a failing event goes to the error callback and the run goes on.
+pub async fn continue_on_error_on<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    commands.poison("a", Poison).await.unwrap();
+    let poisoned = last_position(&domain, "examples", "a").await;
+    create(&commands, "b").await;
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = errors.clone();
+    let handler = domain
+        .handler(Recorder::default())
+        .continue_on_error(true)
+        .on_error(move |error| sink.lock().unwrap().push(error.to_string()));
+    assert_eq!(
+        handler.run_once().await.unwrap(),
+        3,
+        "the failing event counts as handled"
+    );
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(handler.projection().seen().len(), 2);
+    assert!(
+        errors[0].contains(&format!("position {poisoned}")),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        handler.run_once().await.unwrap(),
+        0,
+        "the bookmark moved past it"
+    );
+}
+
+/// A stored event that does not decode: loading names it; a handler stops before it.
+pub async fn malformed_event<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let good = last_position(&domain, "examples", "a").await;
+    let bad = domain
+        .provider()
+        .append(
+            "examples",
+            "a",
+            1,
+            &[NewEvent {
+                event_type: "incremented",
+                data: json!({"type": "incremented", "by": "many"}),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let error = domain.load::<Example>("a").await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::Decode { version: 2, .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("examples/a")
+            && message.contains(&format!("position {}", bad[0].meta.position)),
+        "{message}"
+    );
+    let handler = domain.handler(Recorder::default());
+    let error = handler.run_once().await.unwrap_err();
+    assert!(
+        matches!(error, Error::Handler { version: 2, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        domain.provider().get_position("recorder").await.unwrap(),
+        Some(good)
+    );
+    let unknown = domain
+        .provider()
+        .append(
+            "others",
+            "x",
+            0,
+            &[NewEvent {
+                event_type: "vanished",
+                data: json!({"type": "vanished"}),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let error = domain.load::<Other>("x").await.unwrap_err();
+    assert!(
+        error.to_string().contains("unknown variant `vanished`"),
+        "{error}"
+    );
+    assert_eq!(unknown.len(), 1);
+}
+
+/// Without snapshots, none is stored; with them, each append stores the state with its last event.
+pub async fn snapshot_absent<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    create(&ExampleCommands::new(&domain), "a").await;
+    assert_eq!(
+        domain
+            .provider()
+            .get_snapshot("examples", "a")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        domain
+            .provider()
+            .get_snapshot("counters", "c")
+            .await
+            .unwrap(),
+        None
+    );
+    let commands = CounterCommands::new(&domain);
+    for n in 1..=4 {
+        commands.add("c", Add { n }).await.unwrap();
+    }
+    let snapshot = domain
+        .provider()
+        .get_snapshot("counters", "c")
+        .await
+        .unwrap()
+        .expect("a snapshot with the last event");
+    assert_eq!(
+        (snapshot.snapshot_version.as_str(), snapshot.version),
+        ("1", 4)
+    );
+    assert_eq!(snapshot.state, json!({"total": 10, "folded": 4}));
+    // Loading starts from the snapshot: nothing is folded twice, nothing is folded at all.
+    let loaded: Versioned<Counter> = domain.load("c").await.unwrap();
+    assert_eq!((loaded.version, loaded.total, loaded.folded), (4, 10, 4));
+}
+
+fn planted(snapshot_version: &str, version: u64) -> Snapshot {
+    Snapshot {
+        snapshot_version: snapshot_version.into(),
+        version,
+        state: json!({"total": 1000, "folded": 0}),
+    }
+}
+
+/// A stored snapshot with the aggregate's version is used, and later events are folded on it.
+pub async fn snapshot_present<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let added = |n: u64| NewEvent {
+        event_type: "added",
+        data: json!({"type": "added", "n": n}),
+    };
+    let provider = domain.provider();
+    provider
+        .append("counters", "c", 0, &[added(1), added(2)], None)
+        .await
+        .unwrap();
+    // A snapshot that claims more than the events say proves that it was read.
+    let snapshot = planted(Counter::SNAPSHOT.unwrap(), 3);
+    provider
+        .append("counters", "c", 2, &[added(3)], Some(&snapshot))
+        .await
+        .unwrap();
+    let loaded: Versioned<Counter> = domain.load("c").await.unwrap();
+    assert_eq!((loaded.version, loaded.total, loaded.folded), (3, 1000, 0));
+    provider
+        .append("counters", "c", 3, &[added(5)], None)
+        .await
+        .unwrap();
+    let loaded: Versioned<Counter> = domain.load("c").await.unwrap();
+    assert_eq!(
+        (loaded.version, loaded.total, loaded.folded),
+        (4, 1005, 1),
+        "later events folded on it"
+    );
+    let after = CounterCommands::new(&domain)
+        .add("c", Add { n: 10 })
+        .await
+        .unwrap();
+    assert_eq!((after.version, after.total), (5, 1015));
+    let stored = provider
+        .get_snapshot("counters", "c")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.version, stored.state.clone()),
+        (5, json!({"total": 1015, "folded": 2}))
+    );
+}
+
+/// A snapshot of another version is ignored: the state is folded from the first event again,
+/// and the next command stores one of the current version.
+pub async fn snapshot_version_mismatch<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let added = |n: u64| NewEvent {
+        event_type: "added",
+        data: json!({"type": "added", "n": n}),
+    };
+    let provider = domain.provider();
+    provider
+        .append("counters", "c", 0, &[added(1), added(2)], None)
+        .await
+        .unwrap();
+    provider
+        .append("counters", "c", 2, &[added(3)], Some(&planted("0", 3)))
+        .await
+        .unwrap();
+    let loaded: Versioned<Counter> = domain.load("c").await.unwrap();
+    assert_eq!((loaded.version, loaded.total, loaded.folded), (3, 6, 3));
+    CounterCommands::new(&domain)
+        .add("c", Add { n: 4 })
+        .await
+        .unwrap();
+    let stored = provider
+        .get_snapshot("counters", "c")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.snapshot_version, "1",
+        "replaced by the current version"
+    );
+    assert_eq!(stored.state, json!({"total": 10, "folded": 4}));
+}
+
+/// A started handler handles new events without being asked, and stops when told.
+pub async fn started_handler_wakes_on_append<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    let handler = domain.handler(Recorder::default());
+    handler.start();
+    assert!(handler.is_running());
+    create(&commands, "a").await;
+    eventually("the started handler saw `a`", || {
+        handler.projection().seen().len() == 1
+    })
+    .await;
+    create(&commands, "b").await;
+    eventually("the started handler saw `b`", || {
+        handler.projection().seen().len() == 2
+    })
+    .await;
+    handler.stop().await;
+    assert!(!handler.is_running());
+    create(&commands, "c").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        handler.projection().seen().len(),
+        2,
+        "a stopped handler does nothing"
+    );
+    assert_eq!(handler.run_once().await.unwrap(), 1);
+}
+
+/// Many writers race on one aggregate: exactly one append wins each version and nothing is lost.
+pub async fn concurrent_writers_one_aggregate<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    const WRITERS: u32 = 8;
+    const EACH: u32 = 25;
+    let provider = factory(1000).await;
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let provider = provider.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            let mut conflicts = 0u32;
+            for n in 0..EACH {
+                let event = NewEvent {
+                    event_type: "incremented",
+                    data: json!({"type": "incremented", "by": writer * 1000 + n}),
+                };
+                loop {
+                    let last = provider.get_last_event_for("examples", "a").await.unwrap();
+                    let version = last.map_or(0, |e| e.meta.version);
+                    match provider
+                        .append("examples", "a", version, std::slice::from_ref(&event), None)
+                        .await
+                    {
+                        Ok(stored) => {
+                            assert_eq!(stored[0].meta.version, version + 1);
+                            won.push(stored[0].meta.version);
+                            break;
+                        }
+                        Err(error) if error.is_version_conflict() => conflicts += 1,
+                        Err(error) => panic!("append: {error}"),
+                    }
+                }
+            }
+            (won, conflicts)
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        let (won, _conflicts) = task.await.unwrap();
+        versions.extend(won);
+    }
+    versions.sort_unstable();
+    let total = u64::from(WRITERS * EACH);
+    assert_eq!(
+        versions,
+        (1..=total).collect::<Vec<_>>(),
+        "one winner per version"
+    );
+    let history = provider
+        .get_events_for("examples", "a", 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(history.len() as u64, total);
+    let values: BTreeSet<_> = history
+        .iter()
+        .map(|e| e.data["by"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        values.len() as u64,
+        total,
+        "every writer's events are there once"
+    );
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[0].meta.position < w[1].meta.position)
+    );
+}
+
+/// Concurrent commands with `#[command(retry = ...)]` all succeed by deciding again.
+pub async fn concurrent_commands_retry<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    let domain = domain(factory, 1000).await;
+    let commands = ExampleCommands::new(&domain);
+    create(&commands, "a").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let commands = commands.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                commands
+                    .increment_retrying("a", Increment { by: 1 })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!((loaded.version, loaded.count), (81, 80));
+}
+
+/// Many writers append to different aggregates while a started handler runs: the handler sees
+/// every event exactly once, in position order.
+pub async fn concurrent_writers_with_handler<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    let domain = domain(factory, 7).await;
+    let handler = domain.handler(Recorder::default());
+    handler.start();
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let examples = ExampleCommands::new(&domain);
+        let others = OtherCommands::new(&domain);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let id = format!("w{writer}-{n}");
+                if n % 2 == 0 {
+                    create(&examples, &id).await;
+                } else {
+                    others.ping(&id, Ping { n: n as u32 }).await.unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = WRITERS * EACH;
+    eventually("the handler saw every event", || {
+        handler.projection().seen().len() >= total
+    })
+    .await;
+    handler.stop().await;
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    let seen = handler.projection().seen();
+    assert_eq!(seen.len(), total, "each event exactly once");
+    let seen_positions = positions(&seen);
+    assert!(
+        seen_positions.windows(2).all(|w| w[0] < w[1]),
+        "in position order"
+    );
+    let stored = domain
+        .provider()
+        .get_events_from(&["examples", "others"], 0, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen_positions,
+        positions(&stored.iter().map(|e| e.meta.clone()).collect::<Vec<_>>())
+    );
+}
+
+/// A command's events are visible all together or not at all, even to a concurrent reader.
+pub async fn atomic_multi_event_appends<F, Fut>(factory: &F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn Provider>>,
+{
+    const WRITERS: usize = 4;
+    const EACH: usize = 25;
+    let domain = domain(factory, 10_000).await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let provider = domain.provider().clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let events = provider
+                    .get_events_from(&["examples"], 0, 10_000)
+                    .await
+                    .unwrap();
+                let mut per_aggregate: HashMap<String, usize> = HashMap::new();
+                for event in &events {
+                    *per_aggregate
+                        .entry(event.meta.aggregate_id.clone())
+                        .or_default() += 1;
+                }
+                for (id, count) in per_aggregate {
+                    assert_eq!(count % 3, 0, "`{id}` shows {count} events: half a command");
+                }
+                reads += 1;
+                if finished {
+                    return reads;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let commands = ExampleCommands::new(&domain);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let id = format!("w{writer}-{}", n % 5);
+                let notes = vec![Some(format!("{n}")), None, Some("last".into())];
+                commands.note_many(&id, NoteMany { notes }).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+    let all = domain
+        .provider()
+        .get_events_from(&["examples"], 0, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), WRITERS * EACH * 3);
+}

@@ -41,9 +41,9 @@ pub(crate) fn unknown_key(
 pub(crate) fn parse(
     cx: &mut Ctxt,
     attr: TokenStream,
-    mut each: impl FnMut(ParseNestedMeta<'_>) -> syn::Result<()>,
+    each: impl FnMut(ParseNestedMeta<'_>) -> syn::Result<()>,
 ) {
-    let parser = syn::meta::parser(|meta| each(meta));
+    let parser = syn::meta::parser(each);
     if let Err(error) = syn::parse::Parser::parse2(parser, attr) {
         cx.push(error);
     }

@@ -192,6 +192,8 @@ fn generate(krate: &TokenStream, input: &ItemEnum, variants: &[Variant<'_>]) -> 
         #(#structs)*
 
         #(#enum_attrs)*
+        // Variant names are the stored event type names, so they often share a prefix.
+        #[allow(clippy::enum_variant_names)]
         #vis enum #name {
             #(#enum_variants,)*
         }

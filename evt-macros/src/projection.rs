@@ -236,7 +236,7 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
             {
                 let #typed = <#ty as #krate::EventVariant>::from_json(&#event.data)?;
                 #call
-                return ::core::result::Result::Ok(true);
+                return ::core::result::Result::Ok(());
             }
         }
     });
@@ -272,10 +272,10 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
             async fn handle(
                 &self,
                 #event: &#krate::StoredEvent,
-            ) -> ::core::result::Result<bool, #krate::BoxError> {
+            ) -> ::core::result::Result<(), #krate::BoxError> {
                 let #meta = &#event.meta;
                 #(#dispatch)*
-                ::core::result::Result::Ok(false)
+                ::core::result::Result::Ok(())
             }
         }
 
