@@ -4,7 +4,7 @@
 
 use std::marker::PhantomData;
 
-use crate::{Aggregate, CommandError, Decision, Domain, Error, Versioned};
+use crate::{Aggregate, CommandError, Domain, Error, Versioned};
 
 /// The untyped steps of every command on aggregates of type `A`, used by generated clients.
 pub struct Commands<A> {
@@ -49,15 +49,15 @@ impl<A: Aggregate> Commands<A> {
         self.domain.load(aggregate_id).await
     }
 
-    /// Appends what a handler decided on `aggregate` and returns the new aggregate, or the
+    /// Appends what a handler decided on `aggregate` (its result through [`crate::Decision`]) and returns the new aggregate, or the
     /// handler's rejection, or [`Error::VersionConflict`] when another writer appended first.
-    pub async fn commit<D: Decision<A::Event>>(
+    pub async fn commit<E>(
         &self,
         command: &'static str,
         aggregate: Versioned<A>,
-        decision: D,
-    ) -> Result<Versioned<A>, CommandError<D::Error>> {
-        match decision.into_events() {
+        decision: Result<Vec<A::Event>, E>,
+    ) -> Result<Versioned<A>, CommandError<E>> {
+        match decision {
             Ok(events) => Ok(self.domain.append(aggregate, events).await?),
             Err(reason) => {
                 tracing::debug!(

@@ -48,7 +48,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     let mut args = Args::default();
     let span = attr.span();
-    args::parse(cx, attr, |meta| {
+    let parsed = args::parse(cx, attr, |meta| {
         if meta.path.is_ident("stream") {
             args::once(&meta, &args.stream)?;
             let stream: LitStr = meta.value()?.parse()?;
@@ -76,13 +76,13 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
         }
         Ok(())
     });
-    if args.stream.is_none() {
+    if parsed && args.stream.is_none() {
         cx.push(syn::Error::new(
             span,
             "missing `stream`: `#[aggregate(stream = \"departments\", events = DepartmentEvent)]`",
         ));
     }
-    if args.events.is_none() {
+    if parsed && args.events.is_none() {
         cx.push(syn::Error::new(
             span,
             "missing `events`, the event enum this aggregate folds: \

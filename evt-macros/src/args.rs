@@ -38,14 +38,21 @@ pub(crate) fn unknown_key(
 }
 
 /// Parses `#[name(...)]` arguments with `each`, collecting errors into `cx`.
+///
+/// Returns whether they parsed: after a bad argument the rest are unread, so callers report
+/// missing arguments only when this is `true` (one mistake, one message).
 pub(crate) fn parse(
     cx: &mut Ctxt,
     attr: TokenStream,
     each: impl FnMut(ParseNestedMeta<'_>) -> syn::Result<()>,
-) {
+) -> bool {
     let parser = syn::meta::parser(each);
-    if let Err(error) = syn::parse::Parser::parse2(parser, attr) {
-        cx.push(error);
+    match syn::parse::Parser::parse2(parser, attr) {
+        Ok(()) => true,
+        Err(error) => {
+            cx.push(error);
+            false
+        }
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) fn stray_command(_attr: TokenStream, item: TokenStream) -> TokenStrea
 fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     let mut args = Args::default();
     let span = attr.span();
-    args::parse(cx, attr, |meta| {
+    let parsed = args::parse(cx, attr, |meta| {
         if meta.path.is_ident("client") {
             args::once(&meta, &args.client)?;
             let value = meta.value()?;
@@ -79,7 +79,7 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
         }
         Ok(())
     });
-    if args.client.is_none() {
+    if parsed && args.client.is_none() {
         cx.push(syn::Error::new(
             span,
             "missing `client`, the type to generate: `#[commands(client = pub DepartmentCommands)]`",
@@ -199,6 +199,22 @@ fn check<'a>(
     commands
 }
 
+/// `E` of a handler's `Result<T, E>`, read from the tokens; `None` for another spelling (an alias),
+/// where the generated code asks the `Decision` trait instead.
+fn error_type(output: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = output else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (last.ident == "Result", args.args.len(), args.args.last()) {
+        (true, 2, Some(syn::GenericArgument::Type(error))) => Some(error),
+        _ => None,
+    }
+}
+
 /// Replaces `Self` with the aggregate type, for types copied from the handlers into the client.
 fn replace_self(tokens: TokenStream, self_ty: &syn::Type) -> TokenStream {
     tokens
@@ -243,7 +259,22 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
             let ty = command.output;
             replace_self(quote!(#ty), self_ty)
         };
+        let error = match error_type(command.output) {
+            Some(error) => replace_self(quote!(#error), self_ty),
+            None => quote! {
+                <#output as #krate::Decision<<#self_ty as #krate::Aggregate>::Event>>::Error
+            },
+        };
         let await_ = method.sig.asyncness.map(|_| quote!(.await));
+        let commit = quote! {
+            self.commands.commit(#name_str, #aggregate, #decision)
+        };
+        let output_span = command.output.span();
+        let into_events = |decide: TokenStream| {
+            quote_spanned! {output_span=>
+                <#output as #krate::Decision<<#self_ty as #krate::Aggregate>::Event>>::into_events(#decide)
+            }
+        };
         let call_span = command.aggregate.span();
         let decide = |command_arg: TokenStream| {
             quote_spanned! {call_span=>
@@ -251,22 +282,22 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
             }
         };
         let body = if command.retry == 0 {
-            let decide = decide(quote!(command));
+            let decide = into_events(decide(quote!(command)));
             quote! {
                 let #aggregate = self.commands.load(aggregate_id).await?;
                 let #decision = #decide;
-                self.commands.commit(#name_str, #aggregate, #decision).await
+                #commit.await
             }
         } else {
             let retry = command.retry;
             let clone = quote_spanned!(command.payload.span()=> ::core::clone::Clone::clone(&command));
-            let decide = decide(clone);
+            let decide = into_events(decide(clone));
             quote! {
                 let mut #attempt: u32 = 0;
                 loop {
                     let #aggregate = self.commands.load(aggregate_id).await?;
                     let #decision = #decide;
-                    let #result = self.commands.commit(#name_str, #aggregate, #decision).await;
+                    let #result = #commit.await;
                     if !self.commands.should_retry(&#result, #attempt, #retry) {
                         return #result;
                     }
@@ -284,10 +315,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
                 &self,
                 aggregate_id: &str,
                 command: #payload,
-            ) -> ::core::result::Result<
-                #krate::Versioned<#self_ty>,
-                #krate::CommandError<<#output as #krate::Decision<<#self_ty as #krate::Aggregate>::Event>>::Error>,
-            > {
+            ) -> ::core::result::Result<#krate::Versioned<#self_ty>, #krate::CommandError<#error>> {
                 #body
             }
         }

@@ -16,7 +16,7 @@ struct Variant<'a> {
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
     let mut krate = None;
-    args::parse(&mut cx, attr, |meta| {
+    let _ = args::parse(&mut cx, attr, |meta| {
         if meta.path.is_ident("crate") {
             args::once(&meta, &krate)?;
             krate = Some(args::crate_value(&meta)?);
@@ -37,7 +37,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let krate = args::runtime_path(krate);
     let variants = check(&mut cx, &input);
-    let expanded = generate(&krate, &input, &variants);
+    let derives_ok = check_derives(&mut cx, &input);
+    let expanded = generate(&krate, &input, &variants, derives_ok);
     cx.finish(expanded)
 }
 
@@ -81,6 +82,38 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
     variants
 }
 
+/// The `Event` trait needs `Clone` and `Debug`; say so once rather than in three trait errors.
+fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> bool {
+    let mut derived = Vec::new();
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("derive"))
+    {
+        let _ = attr.parse_nested_meta(|meta| {
+            if let Some(last) = meta.path.segments.last() {
+                derived.push(last.ident.to_string());
+            }
+            Ok(())
+        });
+    }
+    let missing: Vec<_> = ["Debug", "Clone"]
+        .into_iter()
+        .filter(|name| !derived.iter().any(|derived| derived == name))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    cx.error_spanned_by(
+        &input.ident,
+        format!(
+            "an event enum derives `Debug` and `Clone` (missing: `{}`); add `#[derive(Debug, Clone)]` below `#[event]`",
+            missing.join("`, `")
+        ),
+    );
+    false
+}
+
 /// `DepartmentCreated` -> `departmentCreated`, as serde's `camelCase` renames a variant.
 fn camel_case(ident: &str) -> String {
     let ident = ident.strip_prefix("r#").unwrap_or(ident);
@@ -102,7 +135,12 @@ fn is_option(ty: &syn::Type) -> bool {
     }
 }
 
-fn generate(krate: &TokenStream, input: &ItemEnum, variants: &[Variant<'_>]) -> TokenStream {
+fn generate(
+    krate: &TokenStream,
+    input: &ItemEnum,
+    variants: &[Variant<'_>],
+    derives_ok: bool,
+) -> TokenStream {
     let vis = &input.vis;
     let name = &input.ident;
     let derives: Vec<_> = input
@@ -198,7 +236,7 @@ fn generate(krate: &TokenStream, input: &ItemEnum, variants: &[Variant<'_>]) -> 
             #(#enum_variants,)*
         }
     };
-    if variants.is_empty() {
+    if variants.is_empty() || !derives_ok {
         return items;
     }
     quote! {

@@ -59,7 +59,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     let mut args = Args::default();
     let span = attr.span();
-    args::parse(cx, attr, |meta| {
+    let parsed = args::parse(cx, attr, |meta| {
         if meta.path.is_ident("bookmark") {
             args::once(&meta, &args.bookmark)?;
             let bookmark: LitStr = meta.value()?.parse()?;
@@ -110,14 +110,14 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
         }
         Ok(())
     });
-    if args.bookmark.is_none() {
+    if parsed && args.bookmark.is_none() {
         cx.push(syn::Error::new(
             span,
             "missing `bookmark`, the name its position is stored under: \
              `#[projection(bookmark = \"departments-model\", streams = [\"departments\"])]`",
         ));
     }
-    if args.streams.is_none() {
+    if parsed && args.streams.is_none() {
         cx.push(syn::Error::new(
             span,
             "missing `streams`, the streams it reads: \

@@ -1,0 +1,9 @@
+use evt::event;
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct DepartmentCreated {
+    name: String,
+}
+
+fn main() {}
