@@ -63,3 +63,70 @@ impl Cache {
         entries.put(key, Box::new(aggregate.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Event;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Never;
+
+    impl Event for Never {
+        const TYPES: &'static [&'static str] = &[];
+        fn event_type(&self) -> &'static str {
+            ""
+        }
+        fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+            Ok(serde_json::Value::Null)
+        }
+        fn from_json(_: &serde_json::Value) -> Result<Self, serde_json::Error> {
+            Ok(Never)
+        }
+    }
+
+    #[derive(Debug, Clone, Default, PartialEq)]
+    struct Count(u64);
+
+    impl Aggregate for Count {
+        type Event = Never;
+        const STREAM: &'static str = "counts";
+        fn create() -> Self {
+            Count(0)
+        }
+        fn fold(&mut self, _: &Never) {}
+    }
+
+    fn at(id: &str, version: u64) -> Versioned<Count> {
+        Versioned {
+            id: id.to_owned(),
+            version,
+            state: Count(version),
+        }
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity() {
+        let cache = Cache::new(NonZeroUsize::new(2).unwrap());
+        for id in ["a", "b", "c"] {
+            cache.put(&at(id, 1));
+        }
+        assert_eq!(
+            cache.get::<Count>("a"),
+            None,
+            "the least recently used left"
+        );
+        assert_eq!(cache.get::<Count>("b"), Some(at("b", 1)));
+        assert_eq!(cache.get::<Count>("c"), Some(at("c", 1)));
+    }
+
+    #[test]
+    fn never_goes_back_a_version() {
+        let cache = Cache::new(NonZeroUsize::new(2).unwrap());
+        cache.put(&at("a", 5));
+        cache.put(&at("a", 3));
+        assert_eq!(cache.get::<Count>("a"), Some(at("a", 5)));
+        cache.put(&at("a", 6));
+        assert_eq!(cache.get::<Count>("a"), Some(at("a", 6)));
+    }
+}

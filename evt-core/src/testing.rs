@@ -1,9 +1,14 @@
 //! The provider conformance suite: every provider runs it with one call.
 //!
-//! ```ignore
+//! ```
+//! // In `tests/conformance.rs` of a provider crate:
+//! use std::sync::Arc;
+//! use evt_core::{MemoryProvider, Provider};
+//!
 //! evt_core::provider_tests!(|limit: usize| async move {
-//!     std::sync::Arc::new(my_provider::connect_fresh(limit).await) as std::sync::Arc<dyn evt_core::Provider>
+//!     Arc::new(MemoryProvider::with_limit(limit)) as Arc<dyn Provider>
 //! });
+//! # fn main() {}
 //! ```
 //!
 //! The argument makes a fresh, empty provider reading pages of `limit` events, once per test.

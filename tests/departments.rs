@@ -1,0 +1,251 @@
+//! The guide's department rules, tested the way production code calls them: through the typed
+//! command client and the projection's `run_once`, plus a fold test like the guide's.
+
+#[path = "../examples/departments/department.rs"]
+#[allow(dead_code)]
+mod department;
+#[path = "../examples/departments/projection.rs"]
+#[allow(dead_code)]
+mod projection;
+
+use evt::{Aggregate, Domain, MemoryProvider, Versioned};
+
+use department::{
+    AddManager, Create, DataContext, Delete, Department, DepartmentCommands, DepartmentCreated,
+    DepartmentError, DepartmentEvent, RemoveManager, Update,
+};
+use projection::DepartmentsModel;
+
+fn create(name: &str) -> Create {
+    Create {
+        tenant_id: "tenant-1".into(),
+        name: name.into(),
+        description: None,
+        data_context: DataContext::Live,
+        performed_by: None,
+    }
+}
+
+fn manager(phone: &str) -> AddManager {
+    AddManager {
+        user_phone: phone.into(),
+        performed_by: None,
+    }
+}
+
+fn rejection<T>(result: Result<T, evt::CommandError<DepartmentError>>) -> DepartmentError {
+    match result {
+        Err(evt::CommandError::Rejected { reason, .. }) => reason,
+        Err(other) => panic!("expected a rejection, got {other}"),
+        Ok(_) => panic!("expected a rejection, the command succeeded"),
+    }
+}
+
+#[test]
+fn fold_applies_department_created() {
+    let mut department = Department::create();
+    let event: DepartmentEvent = DepartmentCreated {
+        tenant_id: "tenant-1".into(),
+        name: "Engineering".into(),
+        description: None,
+        data_context: DataContext::Live,
+        performed_by: None,
+    }
+    .into();
+    department.fold(&event);
+    assert_eq!(department.name, "Engineering");
+    assert_eq!(department.data_context, DataContext::Live);
+}
+
+#[tokio::test]
+async fn create_fails_when_the_department_exists() {
+    let domain = Domain::new(MemoryProvider::new());
+    let departments = DepartmentCommands::new(&domain);
+    let created = departments
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    assert_eq!((created.version, created.name.as_str()), (1, "Engineering"));
+    let again = departments.create("d-1", create("Other")).await;
+    assert_eq!(rejection(again), DepartmentError::AlreadyExists);
+}
+
+#[tokio::test]
+async fn update_emits_nothing_when_nothing_changes() {
+    let domain = Domain::new(MemoryProvider::new());
+    let departments = DepartmentCommands::new(&domain);
+    departments
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    let same = Update {
+        name: Some("Engineering".into()),
+        description: None,
+        performed_by: None,
+    };
+    assert_eq!(departments.update("d-1", same).await.unwrap().version, 1);
+    let renamed = Update {
+        name: Some("Platform".into()),
+        description: None,
+        performed_by: None,
+    };
+    let department = departments.update("d-1", renamed).await.unwrap();
+    assert_eq!(
+        (department.version, department.name.as_str()),
+        (2, "Platform")
+    );
+    let missing = Update {
+        name: Some("x".into()),
+        description: None,
+        performed_by: None,
+    };
+    assert_eq!(
+        rejection(departments.update("d-2", missing).await),
+        DepartmentError::NotFound
+    );
+}
+
+#[tokio::test]
+async fn managers_are_normalised_and_unique() {
+    let domain = Domain::new(MemoryProvider::new());
+    let departments = DepartmentCommands::new(&domain);
+    departments
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    let department = departments
+        .add_manager("d-1", manager("  0801 "))
+        .await
+        .unwrap();
+    assert_eq!(department.managers, ["0801"]);
+    assert_eq!(
+        rejection(departments.add_manager("d-1", manager("0801")).await),
+        DepartmentError::AlreadyManager
+    );
+    let remove = |phone: &str| RemoveManager {
+        user_phone: phone.into(),
+        performed_by: None,
+    };
+    assert_eq!(
+        rejection(departments.remove_manager("d-1", remove("0802")).await),
+        DepartmentError::NotManager
+    );
+    let department = departments
+        .remove_manager("d-1", remove(" 0801"))
+        .await
+        .unwrap();
+    assert!(department.managers.is_empty());
+}
+
+#[tokio::test]
+async fn a_deleted_department_refuses_commands() {
+    let domain = Domain::new(MemoryProvider::new());
+    let departments = DepartmentCommands::new(&domain);
+    departments
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    let deleted = departments
+        .delete(
+            "d-1",
+            Delete {
+                deleted_by: Some("0809".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(deleted.deleted);
+    assert_eq!(deleted.deleted_by.as_deref(), Some("0809"));
+    assert_eq!(
+        rejection(departments.delete("d-1", Delete { deleted_by: None }).await),
+        DepartmentError::Deleted
+    );
+    assert_eq!(
+        rejection(departments.add_manager("d-1", manager("0801")).await),
+        DepartmentError::Deleted
+    );
+}
+
+#[tokio::test]
+async fn the_projection_answers_queries() {
+    let domain = Domain::new(MemoryProvider::new());
+    let departments = DepartmentCommands::new(&domain);
+    let model = domain.handler(DepartmentsModel::default());
+    departments
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    departments.create("d-2", create("Sales")).await.unwrap();
+    departments
+        .add_manager("d-1", manager("0801"))
+        .await
+        .unwrap();
+    departments
+        .delete("d-2", Delete { deleted_by: None })
+        .await
+        .unwrap();
+    assert_eq!(model.run_once().await.unwrap(), 4);
+
+    let read = model.projection();
+    let engineering = read.get_by_id("d-1").unwrap();
+    assert_eq!(engineering.managers, ["0801"]);
+    assert_eq!(engineering.data_context, DataContext::Live);
+    assert!(engineering.updated_at >= engineering.created_at);
+    assert!(read.get_by_id("d-2").unwrap().deleted);
+    let live: Vec<_> = read
+        .get_by_tenant("tenant-1")
+        .into_iter()
+        .map(|d| d.department_id)
+        .collect();
+    assert_eq!(live, ["d-1"]);
+    assert_eq!(read.get_by_id("d-3"), None);
+}
+
+#[tokio::test]
+async fn the_snapshot_is_the_folded_state() {
+    let domain = Domain::new(MemoryProvider::new());
+    let departments = DepartmentCommands::new(&domain);
+    departments
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    let last = departments
+        .add_manager("d-1", manager("0801"))
+        .await
+        .unwrap();
+    let snapshot = domain
+        .provider()
+        .get_snapshot("departments", "d-1")
+        .await
+        .unwrap()
+        .expect("`snapshot = \"1\"` stores the state with each append");
+    assert_eq!(
+        (snapshot.snapshot_version.as_str(), snapshot.version),
+        ("1", 2)
+    );
+    let loaded: Versioned<Department> = domain.load("d-1").await.unwrap();
+    assert_eq!(loaded, last);
+}
+
+#[tokio::test]
+async fn events_are_stored_as_evtstore_stores_them() {
+    let domain = Domain::new(MemoryProvider::new());
+    DepartmentCommands::new(&domain)
+        .create("d-1", create("Engineering"))
+        .await
+        .unwrap();
+    let stored = domain
+        .provider()
+        .get_events_for("departments", "d-1", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0].data,
+        serde_json::json!({
+            "type": "departmentCreated",
+            "tenantId": "tenant-1",
+            "name": "Engineering",
+            "dataContext": "live",
+        })
+    );
+}
