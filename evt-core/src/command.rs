@@ -44,6 +44,11 @@ impl<A: Aggregate> Commands<A> {
         &self.domain
     }
 
+    /// The tracing span of one command.
+    pub fn span(&self, command: &'static str, aggregate_id: &str) -> tracing::Span {
+        tracing::debug_span!("evt.command", stream = A::STREAM, command, aggregate_id)
+    }
+
     /// Loads the aggregate a command decides on.
     pub async fn load(&self, aggregate_id: &str) -> Result<Versioned<A>, Error> {
         self.domain.load(aggregate_id).await

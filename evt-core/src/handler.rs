@@ -297,6 +297,7 @@ impl<P: Projection> Handler<P> {
     }
 
     /// Starts handling events in a tokio task, until [`Handler::stop`]. Does nothing if started.
+    /// Call it inside a tokio runtime.
     ///
     /// The task wakes at once on appends through the same provider value, and polls every
     /// `poll_interval` for others. A failing event is logged and retried after `poll_interval`

@@ -187,6 +187,7 @@ pub mod __private {
     pub use serde_json;
     pub use std::vec;
     pub use std::vec::Vec;
+    pub use tracing::Instrument;
 
     /// Compares two strings in a constant (stream checks of `#[projection]`).
     pub const fn str_eq(a: &str, b: &str) -> bool {

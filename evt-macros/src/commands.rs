@@ -305,6 +305,11 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
                 }
             }
         };
+        let span = syn::Ident::new("__evt_span", mixed);
+        let body = quote! {
+            let #span = self.commands.span(#name_str, aggregate_id);
+            #krate::__private::Instrument::instrument(async move { #body }, #span).await
+        };
         let doc_default = format!(
             "Runs the `{name_str}` command on the aggregate `aggregate_id` and returns the new aggregate."
         );
