@@ -87,6 +87,9 @@ mod provider;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+/// The `chrono` crate, whose `DateTime<Utc>` is [`Meta::timestamp`].
+pub use chrono;
+
 pub use aggregate::{Aggregate, Versioned};
 pub use command::Commands;
 pub use domain::Domain;
