@@ -1,6 +1,10 @@
 //! `evt`: event sourcing and CQRS for Rust services, driven by macros; a port of evtstore.
 //!
 //! This facade re-exports [`evt_core`] (runtime, in-memory provider, macros); the storage
-//! providers join it behind features as they are added. See the README for a tour.
+//! providers join it behind features: `mongo` (`evt::mongo`). See the README for a tour.
 
 pub use evt_core::*;
+
+/// The MongoDB provider (feature `mongo`).
+#[cfg(feature = "mongo")]
+pub use evt_mongo as mongo;

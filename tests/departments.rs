@@ -7,6 +7,9 @@ mod department;
 #[path = "../examples/departments/projection.rs"]
 #[allow(dead_code)]
 mod projection;
+#[path = "../examples/departments/read_model.rs"]
+#[allow(dead_code)]
+mod read_model;
 
 use evt::{Aggregate, Domain, MemoryProvider, Versioned};
 
@@ -15,6 +18,7 @@ use department::{
     DepartmentError, DepartmentEvent, RemoveManager, Update,
 };
 use projection::DepartmentsModel;
+use read_model::ReadModel;
 
 fn create(name: &str) -> Create {
     Create {
@@ -166,11 +170,10 @@ async fn a_deleted_department_refuses_commands() {
     );
 }
 
-#[tokio::test]
-async fn the_projection_answers_queries() {
-    let domain = Domain::new(MemoryProvider::new());
+/// Drives the projection and its queries over `domain` and `store`.
+async fn projection_answers_queries(domain: Domain, store: ReadModel) {
     let departments = DepartmentCommands::new(&domain);
-    let model = domain.handler(DepartmentsModel::default());
+    let model = domain.handler(DepartmentsModel::new(store));
     departments
         .create("d-1", create("Engineering"))
         .await
@@ -181,24 +184,115 @@ async fn the_projection_answers_queries() {
         .await
         .unwrap();
     departments
-        .delete("d-2", Delete { deleted_by: None })
+        .add_manager("d-1", manager("0802"))
         .await
         .unwrap();
-    assert_eq!(model.run_once().await.unwrap(), 4);
+    let remove = RemoveManager {
+        user_phone: "0802".into(),
+        performed_by: None,
+    };
+    departments.remove_manager("d-1", remove).await.unwrap();
+    let rename = Update {
+        name: Some("Platform".into()),
+        description: None,
+        performed_by: None,
+    };
+    departments.update("d-1", rename).await.unwrap();
+    departments
+        .delete(
+            "d-2",
+            Delete {
+                deleted_by: Some("0809".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(model.run_once().await.unwrap(), 7);
 
     let read = model.projection();
-    let engineering = read.get_by_id("d-1").unwrap();
-    assert_eq!(engineering.managers, ["0801"]);
-    assert_eq!(engineering.data_context, DataContext::Live);
-    assert!(engineering.updated_at >= engineering.created_at);
-    assert!(read.get_by_id("d-2").unwrap().deleted);
+    let platform = read.get_by_id("d-1").await.unwrap().unwrap();
+    assert_eq!(
+        (platform.name.as_str(), platform.managers.as_slice()),
+        ("Platform", ["0801".to_owned()].as_slice())
+    );
+    assert_eq!(platform.data_context, DataContext::Live);
+    assert!(platform.updated_at >= platform.created_at);
+    let sales = read.get_by_id("d-2").await.unwrap().unwrap();
+    assert_eq!(
+        (sales.deleted, sales.deleted_by.as_deref()),
+        (true, Some("0809"))
+    );
     let live: Vec<_> = read
         .get_by_tenant("tenant-1")
+        .await
+        .unwrap()
         .into_iter()
         .map(|d| d.department_id)
         .collect();
     assert_eq!(live, ["d-1"]);
-    assert_eq!(read.get_by_id("d-3"), None);
+    assert_eq!(read.get_by_id("d-3").await.unwrap(), None);
+
+    // Handling the same events again (a crash before the bookmark was stored) changes nothing.
+    model.reset().await;
+    domain
+        .provider()
+        .set_position("departments-model", 0)
+        .await
+        .unwrap();
+    assert_eq!(model.run_once().await.unwrap(), 7);
+    assert_eq!(read.get_by_id("d-1").await.unwrap().unwrap(), platform);
+}
+
+#[tokio::test]
+async fn the_projection_answers_queries_in_memory() {
+    projection_answers_queries(Domain::new(MemoryProvider::new()), ReadModel::memory()).await;
+}
+
+/// The example on MongoDB: events, bookmarks and the read model in one database.
+#[tokio::test]
+async fn the_projection_answers_queries_on_mongodb() {
+    use evt_mongo::MongoProvider;
+    use evt_mongo::mongodb::bson::{Document, doc};
+
+    let url = std::env::var("EVT_MONGO_URL").unwrap_or_else(|_| {
+        panic!("EVT_MONGO_URL is not set: run `./scripts/test`, which starts a local MongoDB-compatible server")
+    });
+    let client = evt_mongo::mongodb::Client::with_uri_str(&url)
+        .await
+        .unwrap();
+    let name = format!(
+        "evt_departments_{}_{}",
+        std::process::id(),
+        chrono_now_micros()
+    );
+    let database = client.database(&name);
+    let provider = MongoProvider::new(&database);
+    provider.migrate().await.unwrap();
+    let store = ReadModel::Mongo(database.collection("departments"));
+    projection_answers_queries(Domain::new(provider), store).await;
+
+    let raw = database.collection::<Document>("departments");
+    let stored = raw
+        .find_one(doc! {"departmentId": "d-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.contains_key("_id"),
+        "MongoDB keeps its `_id`; the queries leave it out"
+    );
+    assert_eq!(stored.get_str("tenantId"), Ok("tenant-1"));
+    assert_eq!(stored.get_array("managers").unwrap().len(), 1);
+    assert_eq!(
+        raw.count_documents(doc! {}).await.unwrap(),
+        2,
+        "one document per department"
+    );
+    database.drop().await.unwrap();
+}
+
+fn chrono_now_micros() -> i64 {
+    evt::chrono::Utc::now().timestamp_micros()
 }
 
 #[tokio::test]

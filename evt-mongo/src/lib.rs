@@ -169,10 +169,7 @@ impl MongoProvider {
                 .options(is_unique.then(unique))
                 .build();
             collection.create_index(model).await.map_err(|e| {
-                failed(
-                    format!("create index {keys} on `{}`", collection.name()),
-                    e,
-                )
+                failed(format!("create index {keys} on `{}`", collection.name()), e)
             })?;
         }
         // Created here, before appends race on it.
@@ -183,7 +180,12 @@ impl MongoProvider {
             )
             .upsert(true)
             .await
-            .map_err(|e| failed(format!("create the counter in `{}`", self.counters.name()), e))?;
+            .map_err(|e| {
+                failed(
+                    format!("create the counter in `{}`", self.counters.name()),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -233,7 +235,14 @@ impl MongoProvider {
     ) -> Result<Vec<StoredEvent>, Attempt> {
         session.start_transaction().await.map_err(Attempt::Failed)?;
         let result = self
-            .append_in(session, stream, aggregate_id, expected_version, events, snapshot)
+            .append_in(
+                session,
+                stream,
+                aggregate_id,
+                expected_version,
+                events,
+                snapshot,
+            )
             .await;
         match result {
             Ok(stored) => {
@@ -275,10 +284,7 @@ impl MongoProvider {
         let count = events.len() as i64;
         let counter = self
             .counters
-            .find_one_and_update(
-                doc! {"_id": COUNTER_ID},
-                doc! {"$inc": {"position": count}},
-            )
+            .find_one_and_update(doc! {"_id": COUNTER_ID}, doc! {"$inc": {"position": count}})
             .upsert(true)
             .return_document(ReturnDocument::After)
             .session(&mut *session)
@@ -459,7 +465,12 @@ fn stored_event(document: &Document) -> Result<StoredEvent, Error> {
     })();
     let meta = place.map_err(|problem| {
         Error::provider(
-            format!("read event document {}", document.get("_id").map_or_else(|| "?".to_owned(), ToString::to_string)),
+            format!(
+                "read event document {}",
+                document
+                    .get("_id")
+                    .map_or_else(|| "?".to_owned(), ToString::to_string)
+            ),
             format!("malformed event document: {problem}"),
         )
     })?;
@@ -507,7 +518,12 @@ impl Provider for MongoProvider {
             )
             .upsert(true)
             .await
-            .map_err(|e| failed(format!("store bookmark `{bookmark}` at position {position}"), e))?;
+            .map_err(|e| {
+                failed(
+                    format!("store bookmark `{bookmark}` at position {position}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -572,9 +588,8 @@ impl Provider for MongoProvider {
             )
             .await?;
         match last {
-            Some(document) => {
-                integer(&document, "position").map_err(|problem| Error::provider(operation(), problem))
-            }
+            Some(document) => integer(&document, "position")
+                .map_err(|problem| Error::provider(operation(), problem)),
             None => Ok(0),
         }
     }
@@ -587,7 +602,8 @@ impl Provider for MongoProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let operation = || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
+        let operation =
+            || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
         let conflict = || Error::VersionConflict {
             stream: stream.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
@@ -609,7 +625,14 @@ impl Provider for MongoProvider {
         let mut attempt = 1;
         loop {
             let tried = self
-                .try_append(&mut session, stream, aggregate_id, expected_version, events, snapshot)
+                .try_append(
+                    &mut session,
+                    stream,
+                    aggregate_id,
+                    expected_version,
+                    events,
+                    snapshot,
+                )
                 .await;
             let error = match tried {
                 Ok(stored) => {
@@ -619,9 +642,13 @@ impl Provider for MongoProvider {
                     return Ok(stored);
                 }
                 Err(Attempt::Conflict) => return Err(conflict()),
-                Err(Attempt::Malformed(problem)) => return Err(Error::provider(operation(), problem)),
+                Err(Attempt::Malformed(problem)) => {
+                    return Err(Error::provider(operation(), problem));
+                }
                 Err(Attempt::Retry) => None,
-                Err(Attempt::Failed(error)) if error.contains_label(TRANSIENT_TRANSACTION_ERROR) => {
+                Err(Attempt::Failed(error))
+                    if error.contains_label(TRANSIENT_TRANSACTION_ERROR) =>
+                {
                     Some(error)
                 }
                 Err(Attempt::Failed(error)) => return Err(failed(operation(), error)),
@@ -633,7 +660,12 @@ impl Provider for MongoProvider {
                 };
                 return Err(Error::provider(operation(), reason));
             }
-            tracing::trace!(stream, aggregate_id, attempt, "transient transaction error; retrying");
+            tracing::trace!(
+                stream,
+                aggregate_id,
+                attempt,
+                "transient transaction error; retrying"
+            );
             backoff(attempt).await;
             attempt += 1;
         }
@@ -659,9 +691,9 @@ impl Provider for MongoProvider {
         let Some(snapshot) = found.as_ref().and_then(|d| d.get_document("snapshot").ok()) else {
             return Ok(None);
         };
-        let snapshot_version = snapshot
-            .get_str("snapshotVersion")
-            .map_err(|_| Error::provider(operation(), "`snapshot.snapshotVersion` is not a string"))?;
+        let snapshot_version = snapshot.get_str("snapshotVersion").map_err(|_| {
+            Error::provider(operation(), "`snapshot.snapshotVersion` is not a string")
+        })?;
         Ok(Some(Snapshot {
             snapshot_version: snapshot_version.to_owned(),
             version: integer(snapshot, "version").map_err(|p| Error::provider(operation(), p))?,

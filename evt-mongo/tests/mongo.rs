@@ -9,24 +9,41 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 
 fn event(data: serde_json::Value) -> NewEvent {
-    NewEvent { event_type: "noted", data }
+    NewEvent {
+        event_type: "noted",
+        data,
+    }
 }
 
 async fn raw_events(provider: &MongoProvider) -> Vec<Document> {
     let events = provider.database().collection::<Document>("events");
-    events.find(doc! {}).sort(doc! {"position": 1}).await.unwrap().try_collect().await.unwrap()
+    events
+        .find(doc! {})
+        .sort(doc! {"position": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn documents_are_bson_as_evtstore_stores_them() {
     let provider = common::fresh(100).await;
-    let snapshot = Snapshot { snapshot_version: "1".into(), version: 2, state: json!({"notes": 2}) };
+    let snapshot = Snapshot {
+        snapshot_version: "1".into(),
+        version: 2,
+        state: json!({"notes": 2}),
+    };
     provider
         .append(
             "examples",
             "a",
             0,
-            &[event(json!({"type": "noted", "noteText": "x"})), event(json!({"type": "noted", "n": 1.5}))],
+            &[
+                event(json!({"type": "noted", "noteText": "x"})),
+                event(json!({"type": "noted", "n": 1.5})),
+            ],
             Some(&snapshot),
         )
         .await
@@ -41,14 +58,27 @@ async fn documents_are_bson_as_evtstore_stores_them() {
     assert_eq!(first.get("version"), Some(&Bson::Int64(1)));
     assert!(matches!(first.get("position"), Some(Bson::Int64(_))));
     assert!(matches!(first.get("timestamp"), Some(Bson::DateTime(_))));
-    assert_eq!(first.get_document("event").unwrap(), &doc! {"type": "noted", "noteText": "x"});
-    assert!(first.get("snapshot").is_none(), "the snapshot is on the last event only");
+    assert_eq!(
+        first.get_document("event").unwrap(),
+        &doc! {"type": "noted", "noteText": "x"}
+    );
+    assert!(
+        first.get("snapshot").is_none(),
+        "the snapshot is on the last event only"
+    );
     let snapshot = events[1].get_document("snapshot").unwrap();
     assert_eq!(snapshot.get_str("snapshotVersion"), Ok("1"));
-    assert_eq!(snapshot.get_document("state").unwrap(), &doc! {"notes": 2_i64});
+    assert_eq!(
+        snapshot.get_document("state").unwrap(),
+        &doc! {"notes": 2_i64}
+    );
 
     let bookmarks = provider.database().collection::<Document>("bookmarks");
-    let bookmark = bookmarks.find_one(doc! {"bookmark": "reader"}).await.unwrap().unwrap();
+    let bookmark = bookmarks
+        .find_one(doc! {"bookmark": "reader"})
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bookmark.get("position"), Some(&Bson::Int64(7)));
 }
 
@@ -57,12 +87,21 @@ async fn migrate_is_idempotent_and_creates_the_unique_index() {
     let provider = common::fresh(100).await;
     provider.migrate().await.unwrap();
     provider.migrate().await.unwrap();
-    let names = provider.database().collection::<Document>("events").list_index_names().await.unwrap();
+    let names = provider
+        .database()
+        .collection::<Document>("events")
+        .list_index_names()
+        .await
+        .unwrap();
     assert!(names.iter().any(|n| n.contains("aggregateId")), "{names:?}");
     // The unique index stops a second event at the same version even outside `append`.
-    provider.append("examples", "a", 0, &[event(json!({"type": "noted"}))], None).await.unwrap();
+    provider
+        .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)
+        .await
+        .unwrap();
     let events = provider.database().collection::<Document>("events");
-    let duplicate = doc! {"stream": "examples", "aggregateId": "a", "version": 1_i64, "position": 99_i64};
+    let duplicate =
+        doc! {"stream": "examples", "aggregateId": "a", "version": 1_i64, "position": 99_i64};
     assert!(events.insert_one(duplicate).await.is_err());
 }
 
@@ -76,27 +115,47 @@ async fn a_failing_append_leaves_nothing_half_written() {
             "examples",
             "a",
             0,
-            &[event(json!({"type": "noted"})), event(json!({"type": "noted", "noteText": huge}))],
+            &[
+                event(json!({"type": "noted"})),
+                event(json!({"type": "noted", "noteText": huge})),
+            ],
             None,
         )
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("append to `examples/a` at version 0"), "{error}");
-    assert!(raw_events(&provider).await.is_empty(), "no event of the failed append is visible");
-    let stored = provider.append("examples", "a", 0, &[event(json!({"type": "noted"}))], None).await.unwrap();
+    assert!(
+        error
+            .to_string()
+            .contains("append to `examples/a` at version 0"),
+        "{error}"
+    );
+    assert!(
+        raw_events(&provider).await.is_empty(),
+        "no event of the failed append is visible"
+    );
+    let stored = provider
+        .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)
+        .await
+        .unwrap();
     assert_eq!(stored[0].meta.version, 1);
 }
 
 #[tokio::test]
 async fn a_malformed_document_is_named_and_never_passed() {
     let provider = common::fresh(100).await;
-    provider.append("examples", "a", 0, &[event(json!({"type": "noted"}))], None).await.unwrap();
+    provider
+        .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)
+        .await
+        .unwrap();
     let events = provider.database().collection::<Document>("events");
     events
         .insert_one(doc! {"stream": "examples", "aggregateId": "a", "version": 2_i64, "timestamp": Bson::DateTime(evt_mongo::mongodb::bson::DateTime::now()), "event": {"type": "noted"}})
         .await
         .unwrap();
-    let error = provider.get_events_for("examples", "a", 0, 100).await.unwrap_err();
+    let error = provider
+        .get_events_for("examples", "a", 0, 100)
+        .await
+        .unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::Provider { .. }), "{message}");
     assert!(message.contains("`position` is missing"), "{message}");
@@ -110,12 +169,23 @@ async fn an_unreachable_server_is_a_clear_error() {
         .unwrap();
     let error = provider.get_position("reader").await.unwrap_err();
     let message = error.to_string();
-    assert!(message.starts_with("read bookmark `reader` failed"), "{message}");
-    assert!(message.to_lowercase().contains("server selection"), "{message}");
+    assert!(
+        message.starts_with("read bookmark `reader` failed"),
+        "{message}"
+    );
+    assert!(
+        message.to_lowercase().contains("server selection"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn a_malformed_url_is_a_clear_error() {
     let error = MongoProvider::connect("mongo://nowhere").await.unwrap_err();
-    assert!(error.to_string().starts_with("connect to MongoDB at `mongo://nowhere` failed"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("connect to MongoDB at `mongo://nowhere` failed"),
+        "{error}"
+    );
 }

@@ -1,51 +1,92 @@
-//! The evtstore guide's department feature, end to end, on the in-memory provider:
-//! `cargo run --example departments`.
+//! The evtstore guide's department feature, end to end: `cargo run --example departments`.
+//!
+//! On the in-memory provider by default; with `EVT_MONGO_URL` set, on MongoDB: events and
+//! bookmarks in the `events` and `bookmarks` collections, the read model in `departments`.
 
 mod department;
 mod projection;
+mod read_model;
 
-use evt::{Domain, MemoryProvider};
+use evt::{Domain, MemoryProvider, Versioned};
+use evt_mongo::MongoProvider;
 
 use department::{
-    AddManager, Create, DataContext, Delete, DepartmentCommands, DepartmentError, RemoveManager,
-    Update,
+    AddManager, Create, DataContext, Delete, Department, DepartmentCommands, DepartmentError,
+    RemoveManager, Update,
 };
 use projection::DepartmentsModel;
+use read_model::ReadModel;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The domain and the read model's store, on the backend the environment names.
+async fn backend() -> Result<(Domain, ReadModel), Error> {
+    match std::env::var("EVT_MONGO_URL") {
+        Ok(url) => {
+            let provider = MongoProvider::connect(&url).await?;
+            provider.migrate().await?;
+            println!(
+                "backend: MongoDB, database `{}`",
+                provider.database().name()
+            );
+            let read_model = ReadModel::Mongo(provider.database().collection("departments"));
+            Ok((Domain::new(provider).with_cache(1_000), read_model))
+        }
+        Err(_) => {
+            println!("backend: in memory (set EVT_MONGO_URL to use MongoDB)");
+            Ok((
+                Domain::new(MemoryProvider::new()).with_cache(1_000),
+                ReadModel::memory(),
+            ))
+        }
+    }
+}
+
+/// An id this run has not used: a persistent store keeps the departments of earlier runs.
+async fn unused_id(domain: &Domain, base: &str) -> Result<String, Error> {
+    let mut id = base.to_owned();
+    for run in 2.. {
+        if !domain.load::<Department>(&id).await?.exists() {
+            break;
+        }
+        id = format!("{base}-{run}");
+    }
+    Ok(id)
+}
+
+fn create(name: &str, data_context: DataContext) -> Create {
+    Create {
+        tenant_id: "tenant-1".into(),
+        name: name.into(),
+        description: Some(format!("{name} team")),
+        data_context,
+        performed_by: Some("08012345678".into()),
+    }
+}
+
+fn show(what: &str, department: &Versioned<Department>) {
+    println!(
+        "{what}: {} at version {}: name {:?}, managers {:?}",
+        department.id, department.version, department.name, department.managers
+    );
+}
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let domain = Domain::new(MemoryProvider::new()).with_cache(1_000);
+async fn main() -> Result<(), Error> {
+    let (domain, read_model) = backend().await?;
     let departments = DepartmentCommands::new(&domain);
-    let model = domain.handler(DepartmentsModel::default());
+    let model = domain.handler(DepartmentsModel::new(read_model));
 
-    let engineering = departments
-        .create(
-            "department-123",
-            Create {
-                tenant_id: "tenant-1".into(),
-                name: "Engineering".into(),
-                description: Some("Engineering team".into()),
-                data_context: DataContext::Live,
-                performed_by: Some("08012345678".into()),
-            },
-        )
-        .await?;
-    println!(
-        "created {} at version {}: {:?}",
-        engineering.id, engineering.version, engineering.name
+    let id = unused_id(&domain, "department-123").await?;
+    show(
+        "create",
+        &departments
+            .create(&id, create("Engineering", DataContext::Live))
+            .await?,
     );
 
     let again = departments
-        .create(
-            "department-123",
-            Create {
-                tenant_id: "tenant-1".into(),
-                name: "Engineering".into(),
-                description: None,
-                data_context: DataContext::Live,
-                performed_by: None,
-            },
-        )
+        .create(&id, create("Engineering", DataContext::Live))
         .await;
     assert_eq!(
         again.as_ref().err().and_then(|e| e.rejection()),
@@ -53,106 +94,91 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("create again: {}", again.unwrap_err());
 
-    let unchanged = departments
-        .update(
-            "department-123",
-            Update {
-                name: Some("Engineering".into()),
-                description: None,
-                performed_by: None,
-            },
-        )
-        .await?;
-    println!(
-        "update with the same name: still version {}",
-        unchanged.version
+    let same_name = Update {
+        name: Some("Engineering".into()),
+        description: None,
+        performed_by: None,
+    };
+    show(
+        "update with the same name (no event)",
+        &departments.update(&id, same_name).await?,
     );
 
     for phone in [" 08012345678 ", "08099999999"] {
-        let department = departments
-            .add_manager(
-                "department-123",
-                AddManager {
-                    user_phone: phone.into(),
-                    performed_by: Some("08099999999".into()),
-                },
-            )
-            .await?;
-        println!(
-            "added manager {phone:?}: managers {:?}, version {}",
-            department.managers, department.version
+        let add = AddManager {
+            user_phone: phone.into(),
+            performed_by: Some("08099999999".into()),
+        };
+        show(
+            &format!("add manager {phone:?}"),
+            &departments.add_manager(&id, add).await?,
         );
     }
-    let duplicate = departments
-        .add_manager(
-            "department-123",
-            AddManager {
-                user_phone: "08012345678".into(),
-                performed_by: None,
-            },
-        )
-        .await;
-    println!("add the same manager again: {}", duplicate.unwrap_err());
+    let twice = AddManager {
+        user_phone: "08012345678".into(),
+        performed_by: None,
+    };
+    println!(
+        "add the same manager again: {}",
+        departments.add_manager(&id, twice).await.unwrap_err()
+    );
 
-    departments
-        .remove_manager(
-            "department-123",
-            RemoveManager {
-                user_phone: "08099999999".into(),
-                performed_by: None,
-            },
-        )
-        .await?;
-    departments
-        .update(
-            "department-123",
-            Update {
-                name: Some("Platform Engineering".into()),
-                description: None,
-                performed_by: None,
-            },
-        )
-        .await?;
+    let remove = RemoveManager {
+        user_phone: "08099999999".into(),
+        performed_by: None,
+    };
+    show(
+        "remove manager",
+        &departments.remove_manager(&id, remove).await?,
+    );
+    let rename = Update {
+        name: Some("Platform Engineering".into()),
+        description: None,
+        performed_by: None,
+    };
+    show("rename", &departments.update(&id, rename).await?);
 
+    let sales = unused_id(&domain, "department-456").await?;
     departments
-        .create(
-            "department-456",
-            Create {
-                tenant_id: "tenant-1".into(),
-                name: "Sales".into(),
-                description: None,
-                data_context: DataContext::Test,
-                performed_by: None,
-            },
-        )
+        .create(&sales, create("Sales", DataContext::Test))
         .await?;
-    let deleted = departments
-        .delete(
-            "department-456",
-            Delete {
-                deleted_by: Some("08099999999".into()),
-            },
-        )
-        .await?;
-    println!("deleted {} at version {}", deleted.id, deleted.version);
+    show(
+        "delete",
+        &departments
+            .delete(
+                &sales,
+                Delete {
+                    deleted_by: Some("08099999999".into()),
+                },
+            )
+            .await?,
+    );
 
     let handled = model.run_once().await?;
-    println!("projection handled {handled} events");
+    println!("projection `departments-model` handled {handled} new events");
 
     let read = model.projection();
     let department = read
-        .get_by_id("department-123")
-        .ok_or("department-123 is not in the read model")?;
+        .get_by_id(&id)
+        .await?
+        .ok_or("the department is not in the read model")?;
     println!(
-        "get_by_id(department-123): name {:?}, managers {:?}, context {:?}, updated {}",
+        "get_by_id({id}): name {:?}, managers {:?}, context {:?}, updated {}",
         department.name, department.managers, department.data_context, department.updated_at
     );
-    let names: Vec<_> = read
-        .get_by_tenant("tenant-1")
-        .into_iter()
-        .map(|d| d.name)
+    assert_eq!(
+        (department.name.as_str(), department.managers.as_slice()),
+        (
+            "Platform Engineering",
+            ["08012345678".to_owned()].as_slice()
+        )
+    );
+    let tenant = read.get_by_tenant("tenant-1").await?;
+    let names: Vec<_> = tenant
+        .iter()
+        .map(|d| format!("{} ({})", d.name, d.department_id))
         .collect();
     println!("get_by_tenant(tenant-1), deleted excluded: {names:?}");
-    assert_eq!(names, ["Platform Engineering"]);
+    assert!(tenant.iter().all(|d| !d.deleted) && tenant.iter().any(|d| d.department_id == id));
     Ok(())
 }

@@ -1,69 +1,40 @@
-//! The departments read model, the projection that keeps it, and its queries (the guide's
-//! `projection.ts` and `queries.ts`).
-
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+//! The projection that keeps the departments read model (the guide's `projection.ts`), and its
+//! queries (`queries.ts`).
 
 use evt::{Meta, projection};
 
 use crate::department::{
-    DataContext, DepartmentCreated, DepartmentDeleted, DepartmentManagerAdded,
-    DepartmentManagerRemoved, DepartmentUpdated,
+    DepartmentCreated, DepartmentDeleted, DepartmentManagerAdded, DepartmentManagerRemoved,
+    DepartmentUpdated,
 };
+use crate::read_model::{Changes, DepartmentView, Error, ReadModel};
 
-/// One department as queries return it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DepartmentView {
-    pub department_id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub description: String,
-    pub managers: Vec<String>,
-    pub data_context: DataContext,
-    pub deleted: bool,
-    pub deleted_by: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// The read model: departments by id.
-#[derive(Default)]
+/// The departments read model and the handlers that keep it.
 pub struct DepartmentsModel {
-    rows: Mutex<BTreeMap<String, DepartmentView>>,
+    store: ReadModel,
 }
 
 impl DepartmentsModel {
-    /// Changes one row, if it exists, and stamps `updated_at`.
-    fn update(&self, id: &str, meta: &Meta, change: impl FnOnce(&mut DepartmentView)) {
-        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(row) = rows.get_mut(id) {
-            change(row);
-            row.updated_at = meta.timestamp.to_rfc3339();
-        }
+    pub fn new(store: ReadModel) -> Self {
+        DepartmentsModel { store }
     }
 
     /// A department by id.
-    pub fn get_by_id(&self, id: &str) -> Option<DepartmentView> {
-        let rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        rows.get(id).cloned()
+    pub async fn get_by_id(&self, id: &str) -> Result<Option<DepartmentView>, Error> {
+        self.store.get_by_id(id).await
     }
 
     /// A tenant's departments, without the deleted ones.
-    pub fn get_by_tenant(&self, tenant_id: &str) -> Vec<DepartmentView> {
-        let rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        rows.values()
-            .filter(|row| row.tenant_id == tenant_id && !row.deleted)
-            .cloned()
-            .collect()
+    pub async fn get_by_tenant(&self, tenant_id: &str) -> Result<Vec<DepartmentView>, Error> {
+        self.store.get_by_tenant(tenant_id).await
     }
 }
 
 #[projection(bookmark = "departments-model", streams = ["departments"])]
 impl DepartmentsModel {
-    /// Replaces the row (an upsert), so that handling the event twice changes nothing.
-    fn created(&self, id: &str, event: &DepartmentCreated, meta: &Meta) {
+    async fn created(&self, id: &str, event: &DepartmentCreated, meta: &Meta) -> Result<(), Error> {
         let now = meta.timestamp.to_rfc3339();
-        let row = DepartmentView {
+        let view = DepartmentView {
             department_id: id.to_owned(),
             tenant_id: event.tenant_id.clone(),
             name: event.name.clone(),
@@ -75,40 +46,46 @@ impl DepartmentsModel {
             created_at: now.clone(),
             updated_at: now,
         };
-        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        rows.insert(id.to_owned(), row);
+        self.store.replace(view).await
     }
 
-    fn updated(&self, id: &str, event: &DepartmentUpdated, meta: &Meta) {
-        self.update(id, meta, |row| {
-            if let Some(name) = &event.name {
-                row.name = name.clone();
-            }
-            if let Some(description) = &event.description {
-                row.description = description.clone();
-            }
-        });
+    async fn updated(&self, id: &str, event: &DepartmentUpdated, meta: &Meta) -> Result<(), Error> {
+        let changes = Changes {
+            name: event.name.clone(),
+            description: event.description.clone(),
+            updated_at: meta.timestamp.to_rfc3339(),
+            ..Changes::default()
+        };
+        self.store.set(id, changes).await
     }
 
-    /// Adds to a set, as `$addToSet` does.
-    fn manager_added(&self, id: &str, event: &DepartmentManagerAdded, meta: &Meta) {
-        self.update(id, meta, |row| {
-            if !row.managers.contains(&event.user_phone) {
-                row.managers.push(event.user_phone.clone());
-            }
-        });
+    async fn manager_added(
+        &self,
+        id: &str,
+        event: &DepartmentManagerAdded,
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        let now = meta.timestamp.to_rfc3339();
+        self.store.add_manager(id, &event.user_phone, &now).await
     }
 
-    fn manager_removed(&self, id: &str, event: &DepartmentManagerRemoved, meta: &Meta) {
-        self.update(id, meta, |row| {
-            row.managers.retain(|phone| *phone != event.user_phone);
-        });
+    async fn manager_removed(
+        &self,
+        id: &str,
+        event: &DepartmentManagerRemoved,
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        let now = meta.timestamp.to_rfc3339();
+        self.store.remove_manager(id, &event.user_phone, &now).await
     }
 
-    fn deleted(&self, id: &str, event: &DepartmentDeleted, meta: &Meta) {
-        self.update(id, meta, |row| {
-            row.deleted = true;
-            row.deleted_by = event.deleted_by.clone();
-        });
+    async fn deleted(&self, id: &str, event: &DepartmentDeleted, meta: &Meta) -> Result<(), Error> {
+        let changes = Changes {
+            deleted: Some(true),
+            deleted_by: event.deleted_by.clone(),
+            updated_at: meta.timestamp.to_rfc3339(),
+            ..Changes::default()
+        };
+        self.store.set(id, changes).await
     }
 }

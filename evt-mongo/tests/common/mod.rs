@@ -19,7 +19,9 @@ pub fn url() -> String {
 /// A migrated provider over a fresh database named `evt_test_*`.
 pub async fn fresh(limit: usize) -> MongoProvider {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let client = Client::with_uri_str(url()).await.expect("a valid EVT_MONGO_URL");
+    let client = Client::with_uri_str(url())
+        .await
+        .expect("a valid EVT_MONGO_URL");
     let name = format!(
         "evt_test_{}_{}_{}",
         std::process::id(),
