@@ -141,7 +141,7 @@ async fn a_failing_append_leaves_nothing_half_written() {
 }
 
 #[tokio::test]
-async fn a_malformed_document_is_named_and_never_passed() {
+async fn a_document_without_its_place_is_named() {
     let provider = common::fresh(100).await;
     provider
         .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)
@@ -188,4 +188,64 @@ async fn a_malformed_url_is_a_clear_error() {
             .starts_with("connect to MongoDB at `mongo://nowhere` failed"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_clear_error() {
+    use evt_mongo::mongodb::options::{ClientOptions, Credential};
+
+    let mut options = ClientOptions::parse(common::url()).await.unwrap();
+    options.credential = Some(
+        Credential::builder()
+            .username("nobody".to_owned())
+            .password("wrong".to_owned())
+            .build(),
+    );
+    options.server_selection_timeout = Some(std::time::Duration::from_secs(2));
+    let client = evt_mongo::mongodb::Client::with_options(options).unwrap();
+    let provider = MongoProvider::new(&client.database("evt"));
+    let error = provider.get_position("reader").await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("read bookmark `reader` failed"),
+        "{message}"
+    );
+    assert!(message.contains("Authentication failed"), "{message}");
+}
+
+#[tokio::test]
+async fn an_event_that_does_not_decode_stops_the_handler_before_it() {
+    use evt_core::Domain;
+    use evt_core::testing::Recorder;
+
+    let provider = common::fresh(100).await;
+    let created = event(json!({"type": "created", "name": "a"}));
+    let good = provider
+        .append("examples", "a", 0, &[created], None)
+        .await
+        .unwrap();
+    // Written by another program: `by` should be a number.
+    let wrong = NewEvent {
+        event_type: "incremented",
+        data: json!({"type": "incremented", "by": "x"}),
+    };
+    let bad = provider
+        .append("examples", "a", 1, &[wrong], None)
+        .await
+        .unwrap();
+    let domain = Domain::new(provider.clone());
+    let handler = domain.handler(Recorder::default());
+    let error = handler.run_once().await.unwrap_err();
+    let message = error.to_string();
+    let position = format!("position {}", bad[0].meta.position);
+    for part in ["examples/a", "version 2", position.as_str()] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+    let bookmark = provider.get_position("recorder").await.unwrap();
+    assert_eq!(
+        bookmark,
+        Some(good[0].meta.position),
+        "the bookmark stays before it"
+    );
+    assert_eq!(handler.projection().seen().len(), 1);
 }
