@@ -217,7 +217,14 @@ impl<P: Projection> Handler<P> {
                 .await?;
             let page_start = position;
             for event in &events {
-                if let Err(source) = self.inner.projection.handle(event).await {
+                let outcome = if event.event_type.is_empty() {
+                    Err(BoxError::from(
+                        "the stored event has no `type`; it is not an event document",
+                    ))
+                } else {
+                    self.inner.projection.handle(event).await
+                };
+                if let Err(source) = outcome {
                     let error = self.handler_error(event, source);
                     if !config.options.continue_on_error {
                         self.save(&mut run, &config, page_start, position).await?;
