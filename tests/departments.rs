@@ -343,3 +343,72 @@ async fn events_are_stored_as_evtstore_stores_them() {
         })
     );
 }
+
+/// The example on PostgreSQL: events, bookmarks and the read model in one database.
+#[tokio::test]
+async fn the_projection_answers_queries_on_postgres() {
+    let url = std::env::var("EVT_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("EVT_POSTGRES_URL is not set: run `./scripts/test`, which starts PostgreSQL")
+    });
+    let provider = evt_postgres::PostgresProvider::connect(&url).await.unwrap();
+    let prefix = format!("evt_departments_{}", chrono_now_micros());
+    let provider = provider
+        .events_table(&format!("{prefix}_events"))
+        .unwrap()
+        .bookmarks_table(&format!("{prefix}_bookmarks"))
+        .unwrap();
+    provider.migrate().await.unwrap();
+    let pool = provider.pool().clone();
+    sqlx::query("DROP TABLE IF EXISTS departments")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = ReadModel::postgres(pool.clone()).await.unwrap();
+    projection_answers_queries(Domain::new(provider), store).await;
+    let managers: String =
+        sqlx::query_scalar("SELECT view->>'managers' FROM departments WHERE department_id = 'd-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(managers, r#"["0801"]"#);
+}
+
+/// The example's default: SQLite, one file holding events, bookmarks and the read model, which a
+/// second process (here: a second provider) opens and resumes from.
+#[tokio::test]
+async fn the_projection_answers_queries_on_sqlite_and_resumes() {
+    let path = std::env::temp_dir().join(format!("evt-departments-{}.db", chrono_now_micros()));
+    let path = path.to_str().unwrap().to_owned();
+    let provider = evt_sqlite::SqliteProvider::open(&path).await.unwrap();
+    provider.migrate().await.unwrap();
+    let store = ReadModel::sqlite(provider.pool().clone()).await.unwrap();
+    projection_answers_queries(Domain::new(provider), store).await;
+
+    let reopened = evt_sqlite::SqliteProvider::open(&path).await.unwrap();
+    reopened.migrate().await.unwrap();
+    let store = ReadModel::sqlite(reopened.pool().clone()).await.unwrap();
+    let domain = Domain::new(reopened);
+    let model = domain.handler(DepartmentsModel::new(store));
+    assert_eq!(
+        model.run_once().await.unwrap(),
+        0,
+        "resumes from the stored bookmark"
+    );
+    DepartmentCommands::new(&domain)
+        .create("d-3", create("Research"))
+        .await
+        .unwrap();
+    assert_eq!(model.run_once().await.unwrap(), 1);
+    let names: Vec<_> = model
+        .projection()
+        .get_by_tenant("tenant-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["Platform", "Research"]);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+}

@@ -1,14 +1,17 @@
 //! The evtstore guide's department feature, end to end: `cargo run --example departments`.
 //!
-//! On the in-memory provider by default; with `EVT_MONGO_URL` set, on MongoDB: events and
-//! bookmarks in the `events` and `bookmarks` collections, the read model in `departments`.
+//! By default on SQLite, in the file `evt-departments.db` (events, bookmarks and the read model;
+//! `EVT_SQLITE_PATH` names another file), so that a second run resumes the projection from its
+//! bookmark. `EVT_POSTGRES_URL` switches it to PostgreSQL, `EVT_MONGO_URL` to MongoDB.
 
 mod department;
 mod projection;
 mod read_model;
 
-use evt::{Domain, MemoryProvider, Versioned};
+use evt::{Domain, Versioned};
 use evt_mongo::MongoProvider;
+use evt_postgres::PostgresProvider;
+use evt_sqlite::SqliteProvider;
 
 use department::{
     AddManager, Create, DataContext, Delete, Department, DepartmentCommands, DepartmentError,
@@ -19,27 +22,31 @@ use read_model::ReadModel;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The domain and the read model's store, on the backend the environment names.
+/// The domain and the read model, on the backend the environment names.
 async fn backend() -> Result<(Domain, ReadModel), Error> {
-    match std::env::var("EVT_MONGO_URL") {
-        Ok(url) => {
-            let provider = MongoProvider::connect(&url).await?;
-            provider.migrate().await?;
-            println!(
-                "backend: MongoDB, database `{}`",
-                provider.database().name()
-            );
-            let read_model = ReadModel::Mongo(provider.database().collection("departments"));
-            Ok((Domain::new(provider).with_cache(1_000), read_model))
-        }
-        Err(_) => {
-            println!("backend: in memory (set EVT_MONGO_URL to use MongoDB)");
-            Ok((
-                Domain::new(MemoryProvider::new()).with_cache(1_000),
-                ReadModel::memory(),
-            ))
-        }
+    if let Ok(url) = std::env::var("EVT_MONGO_URL") {
+        let provider = MongoProvider::connect(&url).await?;
+        provider.migrate().await?;
+        println!(
+            "backend: MongoDB, database `{}`",
+            provider.database().name()
+        );
+        let read_model = ReadModel::Mongo(provider.database().collection("departments"));
+        return Ok((Domain::new(provider).with_cache(1_000), read_model));
     }
+    if let Ok(url) = std::env::var("EVT_POSTGRES_URL") {
+        let provider = PostgresProvider::connect(&url).await?;
+        provider.migrate().await?;
+        println!("backend: PostgreSQL");
+        let read_model = ReadModel::postgres(provider.pool().clone()).await?;
+        return Ok((Domain::new(provider).with_cache(1_000), read_model));
+    }
+    let path = std::env::var("EVT_SQLITE_PATH").unwrap_or_else(|_| "evt-departments.db".into());
+    let provider = SqliteProvider::open(&path).await?;
+    provider.migrate().await?;
+    println!("backend: SQLite, file `{path}` (EVT_POSTGRES_URL or EVT_MONGO_URL switch it)");
+    let read_model = ReadModel::sqlite(provider.pool().clone()).await?;
+    Ok((Domain::new(provider).with_cache(1_000), read_model))
 }
 
 /// An id this run has not used: a persistent store keeps the departments of earlier runs.

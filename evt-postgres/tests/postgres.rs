@@ -1,0 +1,148 @@
+//! What is particular to PostgreSQL: the tables, `jsonb`, names, and failures.
+
+mod common;
+
+use evt_core::{Error, NewEvent, Provider, Snapshot};
+use evt_postgres::PostgresProvider;
+use serde_json::json;
+use sqlx::Row;
+
+fn event(data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_type: "noted",
+        data,
+    }
+}
+
+#[tokio::test]
+async fn events_are_jsonb_rows() {
+    let provider = common::fresh(100).await;
+    let snapshot = Snapshot {
+        snapshot_version: "1".into(),
+        version: 2,
+        state: json!({"notes": 2}),
+    };
+    let first = event(json!({"type": "noted", "noteText": "x"}));
+    let second = event(json!({"type": "noted", "n": 1.5}));
+    provider
+        .append("examples", "a", 0, &[first, second], Some(&snapshot))
+        .await
+        .unwrap();
+
+    let events = provider.events_table_name();
+    let rows = sqlx::query(&format!(
+        "SELECT version, event->>'type' AS type, event->>'noteText' AS note, snapshot \
+         FROM {events} ORDER BY position"
+    ))
+    .fetch_all(provider.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].get::<i64, _>("version"), 1);
+    assert_eq!(rows[0].get::<String, _>("type"), "noted");
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("note").as_deref(),
+        Some("x")
+    );
+    let no_snapshot: Option<sqlx::types::Json<serde_json::Value>> = rows[0].get("snapshot");
+    assert!(
+        no_snapshot.is_none(),
+        "the snapshot is on the last event only"
+    );
+    let sqlx::types::Json(snapshot): sqlx::types::Json<serde_json::Value> = rows[1].get("snapshot");
+    assert_eq!(
+        snapshot,
+        json!({"snapshotVersion": "1", "version": 2, "state": {"notes": 2}})
+    );
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_even_when_racing() {
+    let provider = common::fresh(100).await;
+    let (a, b) = tokio::join!(provider.migrate(), provider.migrate());
+    a.unwrap();
+    b.unwrap();
+    provider.migrate().await.unwrap();
+}
+
+#[tokio::test]
+async fn table_names_are_checked() {
+    let pool = common::fresh(100).await.pool().clone();
+    let error = PostgresProvider::new(pool.clone())
+        .events_table("events; DROP TABLE bookmarks")
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("use `events; DROP TABLE bookmarks` as a table name failed"),
+        "{message}"
+    );
+    assert!(PostgresProvider::new(pool).bookmarks_table("1st").is_err());
+}
+
+#[tokio::test]
+async fn a_failing_append_leaves_nothing_half_written() {
+    let provider = common::fresh(100).await;
+    // `jsonb` cannot hold a NUL character, so the second event fails inside the statement.
+    let error = provider
+        .append(
+            "examples",
+            "a",
+            0,
+            &[
+                event(json!({"type": "noted"})),
+                event(json!({"type": "noted", "noteText": "\u{0}"})),
+            ],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Provider { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("append to `examples/a` at version 0"),
+        "{error}"
+    );
+    assert!(
+        provider
+            .get_events_from(&["examples"], 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = provider
+        .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].meta.version, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error() {
+    // Nothing listens on port 1.
+    let error = PostgresProvider::connect("postgres://postgres:secret@127.0.0.1:1/postgres")
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "connect to PostgreSQL at `postgres://postgres:***@127.0.0.1:1/postgres` failed"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_clear_error() {
+    let url = common::url();
+    let Some(rest) = url.strip_prefix("postgres://") else {
+        return;
+    };
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let error = PostgresProvider::connect(&format!("postgres://no_such_user:x@{host}"))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("no_such_user"), "{message}");
+}
