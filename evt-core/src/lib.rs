@@ -86,6 +86,7 @@ mod memory;
 mod provider;
 #[cfg(feature = "test-util")]
 pub mod testing;
+pub mod util;
 
 /// The `chrono` crate, whose `DateTime<Utc>` is [`Meta::timestamp`].
 pub use chrono;

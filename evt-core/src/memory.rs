@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::Error;
@@ -64,12 +63,6 @@ impl MemoryProvider {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Now, to the millisecond (what every provider stores).
-pub(crate) fn now_millis() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
 impl State {
@@ -184,7 +177,7 @@ impl Provider for MemoryProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let timestamp = now_millis();
+        let timestamp = crate::util::now();
         let stored = {
             let mut state = self.write();
             let current = state.versions(stream, aggregate_id).len() as u64;

@@ -58,6 +58,33 @@ pub struct Snapshot {
     pub state: Value,
 }
 
+impl Snapshot {
+    /// The stored document: `{"snapshotVersion": .., "version": .., "state": ..}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "snapshotVersion": self.snapshot_version,
+            "version": self.version,
+            "state": self.state,
+        })
+    }
+
+    /// Reads the stored document; says what is missing when it does not fit.
+    pub fn from_json(mut value: Value) -> Result<Snapshot, String> {
+        let snapshot_version = value.get("snapshotVersion").and_then(Value::as_str);
+        let version = value.get("version").and_then(Value::as_u64);
+        match (snapshot_version, version) {
+            (Some(snapshot_version), Some(version)) => Ok(Snapshot {
+                snapshot_version: snapshot_version.to_owned(),
+                version,
+                state: value.get_mut("state").map(Value::take).unwrap_or_default(),
+            }),
+            _ => Err(format!(
+                "malformed snapshot: needs a string `snapshotVersion` and an integer `version`, found {value}"
+            )),
+        }
+    }
+}
+
 /// A store of events, bookmarks and snapshots.
 ///
 /// Contract, checked by the conformance suite (`evt_core::testing`, feature `test-util`):
@@ -105,8 +132,8 @@ pub trait Provider: Send + Sync + 'static {
     /// handler starts.
     async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error>;
 
-    /// Appends `events` to the aggregate, atomically, if its last version is `expected_version`,
-    /// and with them the aggregate's `snapshot` after the last of them, if given.
+    /// Appends `events` (never empty) to the aggregate, atomically, if its last version is
+    /// `expected_version`, and with them the aggregate's `snapshot` after the last of them, if given.
     ///
     /// Returns the stored events with their versions `expected_version + 1 ..` and positions.
     async fn append(

@@ -328,12 +328,26 @@ impl ExamplesOnly {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-async fn domain<F, Fut>(factory: &F, limit: usize) -> Domain
+/// Makes a fresh, empty provider reading pages of `limit` events: what
+/// [`provider_tests!`](crate::provider_tests) takes. Any `Fn(usize) -> impl Future<Output =
+/// Arc<dyn Provider>>` is one.
+pub trait Factory {
+    /// A fresh, empty provider reading pages of `limit` events.
+    fn provider(&self, limit: usize) -> impl Future<Output = Arc<dyn Provider>>;
+}
+
+impl<F, Fut> Factory for F
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Arc<dyn Provider>>,
 {
-    Domain::from_arc(factory(limit).await)
+    fn provider(&self, limit: usize) -> impl Future<Output = Arc<dyn Provider>> {
+        self(limit)
+    }
+}
+
+async fn domain(factory: &impl Factory, limit: usize) -> Domain {
+    Domain::from_arc(factory.provider(limit).await)
 }
 
 async fn create(commands: &ExampleCommands, id: &str) -> Versioned<Example> {
@@ -379,12 +393,8 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 // The scenarios.
 
 /// Appending returns the stored events with versions and increasing positions; reads find them.
-pub async fn append_returns_stored_events<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
-    let provider = factory(100).await;
+pub async fn append_returns_stored_events(factory: &impl Factory) {
+    let provider = factory.provider(100).await;
     let event = |n: u32| NewEvent {
         event_type: "incremented",
         data: json!({"type": "incremented", "by": n}),
@@ -460,11 +470,7 @@ where
 }
 
 /// Events are stored as evtstore stores them: `type`, camelCase fields, `None` left out.
-pub async fn stored_event_shape<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn stored_event_shape(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -513,11 +519,7 @@ where
 }
 
 /// A command returns the new aggregate, with its version, and loading finds the same.
-pub async fn command_returns_aggregate<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn command_returns_aggregate(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     let created = create(&commands, "a").await;
@@ -532,11 +534,7 @@ where
 }
 
 /// A command returning several events appends them all, in order, at consecutive versions.
-pub async fn multi_event_command<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn multi_event_command(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -565,11 +563,7 @@ where
 }
 
 /// An aggregate without events loads at version 0 with the initial state.
-pub async fn empty_aggregate<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn empty_aggregate(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let example: Versioned<Example> = domain.load("nobody").await.unwrap();
     assert_eq!(example, Versioned::new("nobody"));
@@ -578,11 +572,7 @@ where
 }
 
 /// A command that decides nothing appends nothing and returns the aggregate as it was.
-pub async fn command_without_events<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn command_without_events(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -600,11 +590,7 @@ where
 }
 
 /// A rejected command returns the handler's error, naming stream and id, and appends nothing.
-pub async fn rejected_command_appends_nothing<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn rejected_command_appends_nothing(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     let error = commands
@@ -630,11 +616,7 @@ where
 }
 
 /// Appending at a stale version fails with a version conflict naming stream, id and version.
-pub async fn version_conflict<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn version_conflict(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -676,12 +658,8 @@ where
 }
 
 /// A multi-event append that conflicts stores none of its events.
-pub async fn failed_append_stores_nothing<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
-    let provider = factory(100).await;
+pub async fn failed_append_stores_nothing(factory: &impl Factory) {
+    let provider = factory.provider(100).await;
     let noted = NewEvent {
         event_type: "noted",
         data: json!({"type": "noted"}),
@@ -717,11 +695,7 @@ where
 }
 
 /// Loading an aggregate with more events than the page limit reads every page.
-pub async fn load_pages_through_history<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn load_pages_through_history(factory: &impl Factory) {
     let domain = domain(factory, 3).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -741,12 +715,8 @@ where
 }
 
 /// A cached aggregate is brought up to date with events appended through another domain.
-pub async fn cache_reads_newer_events<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
-    let provider = factory(100).await;
+pub async fn cache_reads_newer_events(factory: &impl Factory) {
+    let provider = factory.provider(100).await;
     let cached = Domain::from_arc(provider.clone()).with_cache(2);
     let uncached = Domain::from_arc(provider);
     let commands = ExampleCommands::new(&cached);
@@ -774,11 +744,7 @@ where
 }
 
 /// A bookmark never set reads as `None`, and a handler starts from the first event.
-pub async fn bookmark_without_position<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn bookmark_without_position(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     assert_eq!(
         domain.provider().get_position("recorder").await.unwrap(),
@@ -793,11 +759,7 @@ where
 }
 
 /// The bookmark is stored; a new handler with the same bookmark resumes after it.
-pub async fn bookmark_persists_position<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn bookmark_persists_position(factory: &impl Factory) {
     let domain = domain(factory, 2).await;
     let commands = ExampleCommands::new(&domain);
     for id in ["a", "b", "c"] {
@@ -828,11 +790,7 @@ where
 }
 
 /// An in-memory bookmark leaves the provider's bookmarks alone.
-pub async fn memory_bookmark<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn memory_bookmark(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -850,11 +808,7 @@ where
 }
 
 /// One handler reads several streams, in position order; another reads only its own.
-pub async fn several_streams<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn several_streams(factory: &impl Factory) {
     let domain = domain(factory, 2).await;
     let examples = ExampleCommands::new(&domain);
     let others = OtherCommands::new(&domain);
@@ -882,11 +836,7 @@ where
 }
 
 /// `tail_stream`: a first start skips history; once bookmarked, it resumes from the bookmark.
-pub async fn tail_stream<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn tail_stream(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "old").await;
@@ -912,11 +862,7 @@ where
 }
 
 /// `always_tail_stream`: every start skips what was appended while it was stopped.
-pub async fn always_tail_stream<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn always_tail_stream(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "old").await;
@@ -940,11 +886,7 @@ where
 
 /// Without `continue_on_error` a failing event stops the run, the bookmark stays before it,
 /// and the next run tries it again.
-pub async fn continue_on_error_off<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn continue_on_error_off(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -979,11 +921,7 @@ where
 }
 
 /// With `continue_on_error` a failing event goes to the error callback and the run goes on.
-pub async fn continue_on_error_on<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn continue_on_error_on(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -1017,11 +955,7 @@ where
 }
 
 /// A stored event that does not decode: loading names it; a handler stops before it.
-pub async fn malformed_event<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn malformed_event(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -1084,11 +1018,7 @@ where
 }
 
 /// Without snapshots, none is stored; with them, each append stores the state with its last event.
-pub async fn snapshot_absent<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn snapshot_absent(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     create(&ExampleCommands::new(&domain), "a").await;
     assert_eq!(
@@ -1136,11 +1066,7 @@ fn planted(snapshot_version: &str, version: u64) -> Snapshot {
 }
 
 /// A stored snapshot with the aggregate's version is used, and later events are folded on it.
-pub async fn snapshot_present<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn snapshot_present(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let added = |n: u64| NewEvent {
         event_type: "added",
@@ -1187,11 +1113,7 @@ where
 
 /// A snapshot of another version is ignored: the state is folded from the first event again,
 /// and the next command stores one of the current version.
-pub async fn snapshot_version_mismatch<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn snapshot_version_mismatch(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let added = |n: u64| NewEvent {
         event_type: "added",
@@ -1225,11 +1147,7 @@ where
 }
 
 /// A started handler handles new events without being asked, and stops when told.
-pub async fn started_handler_wakes_on_append<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn started_handler_wakes_on_append(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
     let handler = domain.handler(Recorder::default());
@@ -1258,14 +1176,10 @@ where
 }
 
 /// Many writers race on one aggregate: exactly one append wins each version and nothing is lost.
-pub async fn concurrent_writers_one_aggregate<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn concurrent_writers_one_aggregate(factory: &impl Factory) {
     const WRITERS: u32 = 8;
     const EACH: u32 = 25;
-    let provider = factory(1000).await;
+    let provider = factory.provider(1000).await;
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {
         let provider = provider.clone();
@@ -1331,11 +1245,7 @@ where
 }
 
 /// Concurrent commands with `#[command(retry = ...)]` all succeed by deciding again.
-pub async fn concurrent_commands_retry<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn concurrent_commands_retry(factory: &impl Factory) {
     let domain = domain(factory, 1000).await;
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
@@ -1360,11 +1270,7 @@ where
 
 /// Many writers append to different aggregates while a started handler runs: the handler sees
 /// every event exactly once, in position order.
-pub async fn concurrent_writers_with_handler<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn concurrent_writers_with_handler(factory: &impl Factory) {
     const WRITERS: usize = 8;
     const EACH: usize = 40;
     let domain = domain(factory, 7).await;
@@ -1414,11 +1320,7 @@ where
 }
 
 /// A command's events are visible all together or not at all, even to a concurrent reader.
-pub async fn atomic_multi_event_appends<F, Fut>(factory: &F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Arc<dyn Provider>>,
-{
+pub async fn atomic_multi_event_appends(factory: &impl Factory) {
     const WRITERS: usize = 4;
     const EACH: usize = 25;
     let domain = domain(factory, 10_000).await;

@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evt_core::chrono::{DateTime, Utc};
+use evt_core::util::redact_url;
 use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
@@ -113,7 +114,7 @@ impl MongoProvider {
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let client = Client::with_uri_str(url)
             .await
-            .map_err(|e| failed(format!("connect to MongoDB at `{}`", redact(url)), e))?;
+            .map_err(|e| failed(format!("connect to MongoDB at `{}`", redact_url(url)), e))?;
         let database = client
             .default_database()
             .unwrap_or_else(|| client.database("evt"));
@@ -314,16 +315,9 @@ impl MongoProvider {
                 "event": data,
             };
             if let Some(snapshot) = snapshot.filter(|_| n + 1 == events.len() as u64) {
-                let state = bson::to_bson(&snapshot.state)
+                let snapshot = bson::to_bson(&snapshot.to_json())
                     .map_err(|e| Attempt::Malformed(e.to_string()))?;
-                document.insert(
-                    "snapshot",
-                    doc! {
-                        "snapshotVersion": &snapshot.snapshot_version,
-                        "version": snapshot.version as i64,
-                        "state": state,
-                    },
-                );
+                document.insert("snapshot", snapshot);
             }
             documents.push(document);
             stored.push(StoredEvent {
@@ -403,25 +397,6 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
             .any(|write| write.code == DUPLICATE_KEY),
         ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
         _ => false,
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -609,13 +584,6 @@ impl Provider for MongoProvider {
             aggregate_id: aggregate_id.to_owned(),
             expected: expected_version,
         };
-        if events.is_empty() {
-            let last = self.get_last_event_for(stream, aggregate_id).await?;
-            return match last.map_or(0, |event| event.meta.version) {
-                version if version == expected_version => Ok(Vec::new()),
-                _ => Err(conflict()),
-            };
-        }
         let mut session = self
             .database
             .client()
@@ -688,21 +656,12 @@ impl Provider for MongoProvider {
             .projection(doc! {"snapshot": 1})
             .await
             .map_err(|e| failed(operation(), e))?;
-        let Some(snapshot) = found.as_ref().and_then(|d| d.get_document("snapshot").ok()) else {
+        let Some(snapshot) = found.and_then(|mut document| document.remove("snapshot")) else {
             return Ok(None);
         };
-        let snapshot_version = snapshot.get_str("snapshotVersion").map_err(|_| {
-            Error::provider(operation(), "`snapshot.snapshotVersion` is not a string")
-        })?;
-        Ok(Some(Snapshot {
-            snapshot_version: snapshot_version.to_owned(),
-            version: integer(snapshot, "version").map_err(|p| Error::provider(operation(), p))?,
-            state: snapshot
-                .get("state")
-                .cloned()
-                .unwrap_or(Bson::Null)
-                .into_relaxed_extjson(),
-        }))
+        Snapshot::from_json(snapshot.into_relaxed_extjson())
+            .map(Some)
+            .map_err(|problem| Error::provider(operation(), problem))
     }
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
@@ -713,15 +672,6 @@ impl Provider for MongoProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("mongodb://user:secret@host:27017/db"),
-            "mongodb://user:***@host:27017/db"
-        );
-        assert_eq!(redact("mongodb://host:27017"), "mongodb://host:27017");
-    }
 
     #[test]
     fn reads_numbers_as_javascript_writes_them() {

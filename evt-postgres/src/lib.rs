@@ -60,7 +60,7 @@
 //! polling.
 
 use async_trait::async_trait;
-use evt_core::chrono::{DateTime, Utc};
+use evt_core::util::{self, check_identifier, redact_url};
 use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::Value;
 use sqlx::Connection;
@@ -155,24 +155,6 @@ fn lock_key(table: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// Checks that `name` is a plain SQL identifier, so it can go into a statement as it is.
-fn identifier(name: &str) -> Result<&str, Error> {
-    let mut chars = name.chars();
-    let valid = name.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(name)
-    } else {
-        Err(Error::provider(
-            format!("use `{name}` as a table name"),
-            "a table name has at most 63 ASCII letters, digits and `_`, and starts with a letter or `_`",
-        ))
-    }
-}
-
 fn failed(operation: impl Into<String>, error: sqlx::Error) -> Error {
     Error::provider(operation, error)
 }
@@ -182,12 +164,6 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
         .as_database_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "23505")
-}
-
-/// Now, to the millisecond (what every provider stores).
-fn now_millis() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
 fn non_negative(value: i64, what: &str) -> Result<u64, String> {
@@ -242,7 +218,7 @@ impl PostgresProvider {
     /// Opens one connection first, so that a refused connection or wrong credentials are reported
     /// at once, with the driver's reason, instead of after the pool's acquire timeout.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let operation = || format!("connect to PostgreSQL at `{}`", redact(url));
+        let operation = || format!("connect to PostgreSQL at `{}`", redact_url(url));
         let options: PgConnectOptions = url.parse().map_err(|e| failed(operation(), e))?;
         let connection = PgConnection::connect_with(&options)
             .await
@@ -259,14 +235,14 @@ impl PostgresProvider {
 
     /// Stores events in the table `name` (a plain identifier).
     pub fn events_table(mut self, name: &str) -> Result<Self, Error> {
-        self.events = identifier(name)?.to_owned();
+        self.events = check_identifier(name)?.to_owned();
         self.sql = Sql::new(&self.events, &self.bookmarks);
         Ok(self)
     }
 
     /// Stores bookmarks in the table `name` (a plain identifier).
     pub fn bookmarks_table(mut self, name: &str) -> Result<Self, Error> {
-        self.bookmarks = identifier(name)?.to_owned();
+        self.bookmarks = check_identifier(name)?.to_owned();
         self.sql = Sql::new(&self.events, &self.bookmarks);
         Ok(self)
     }
@@ -350,25 +326,6 @@ impl PostgresProvider {
             .await
             .map_err(|e| failed(operation(), e))?;
         rows.iter().map(stored_event).collect()
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -489,21 +446,8 @@ impl Provider for PostgresProvider {
             aggregate_id: aggregate_id.to_owned(),
             expected: expected_version,
         };
-        if events.is_empty() {
-            let last = self.get_last_event_for(stream, aggregate_id).await?;
-            return match last.map_or(0, |event| event.meta.version) {
-                version if version == expected_version => Ok(Vec::new()),
-                _ => Err(conflict()),
-            };
-        }
-        let timestamp = now_millis();
-        let snapshot = snapshot.map(|snapshot| {
-            Json(serde_json::json!({
-                "snapshotVersion": snapshot.snapshot_version,
-                "version": snapshot.version,
-                "state": snapshot.state,
-            }))
-        });
+        let timestamp = util::now();
+        let snapshot = snapshot.map(|snapshot| Json(snapshot.to_json()));
         let data: Vec<Json<&Value>> = events.iter().map(|event| Json(&event.data)).collect();
         let rows = sqlx::query(&self.sql.append)
             .bind(self.sql.lock_key)
@@ -560,25 +504,10 @@ impl Provider for PostgresProvider {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| failed(operation(), e))?;
-        let Some(Json(mut snapshot)) = found else {
-            return Ok(None);
-        };
-        let snapshot_version = snapshot.get("snapshotVersion").and_then(Value::as_str);
-        let version = snapshot.get("version").and_then(Value::as_u64);
-        match (snapshot_version, version) {
-            (Some(snapshot_version), Some(version)) => Ok(Some(Snapshot {
-                snapshot_version: snapshot_version.to_owned(),
-                version,
-                state: snapshot
-                    .get_mut("state")
-                    .map(Value::take)
-                    .unwrap_or_default(),
-            })),
-            _ => Err(Error::provider(
-                operation(),
-                "malformed snapshot: needs `snapshotVersion` and `version`",
-            )),
-        }
+        found
+            .map(|Json(snapshot)| Snapshot::from_json(snapshot))
+            .transpose()
+            .map_err(|problem| Error::provider(operation(), problem))
     }
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
@@ -591,34 +520,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_names_are_plain_identifiers() {
-        for good in ["events", "_events", "Evt_2", &"a".repeat(63)] {
-            assert!(identifier(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "2events",
-            "events;drop table x",
-            "a.b",
-            "événements",
-            "e-v",
-            &"a".repeat(64),
-        ] {
-            assert!(identifier(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn lock_keys_differ_per_table() {
         assert_ne!(lock_key("events"), lock_key("other_events"));
         assert_eq!(lock_key("events"), lock_key("events"));
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://user:secret@host:5432/db"),
-            "postgres://user:***@host:5432/db"
-        );
     }
 }
