@@ -25,47 +25,75 @@
 //!     snapshot     TEXT,              -- JSON {"snapshotVersion", "version", "state"}, on the last event of an append
 //!     UNIQUE (stream, aggregate_id, version)
 //! );
+//! CREATE INDEX events_stream_position ON events (stream, position);
 //! CREATE TABLE bookmarks (bookmark TEXT PRIMARY KEY, position INTEGER NOT NULL);
 //! ```
 //!
 //! The names are `events` and `bookmarks` unless set with [`SqliteProvider::events_table`] and
-//! [`SqliteProvider::bookmarks_table`]; a name must be a plain SQL identifier (checked). Events
-//! are JSON text, so SQLite's JSON functions query them: `event ->> '$.name'`.
+//! [`SqliteProvider::bookmarks_table`]; a name must be a plain SQL identifier (checked, then
+//! quoted, so that a keyword such as `order` works too). Events are JSON text, the document as
+//! the event serializes it (`type` and the camelCase fields), so SQLite's JSON functions query
+//! them: `event ->> '$.name'`. Timestamps are integer milliseconds since the epoch, which sort
+//! and compare as numbers; `datetime(timestamp / 1000, 'unixepoch')` shows one.
 //!
 //! # Design: correct under concurrent writers, in one process or several
 //!
-//! The file is in WAL mode (readers never block the writer, nor it them) with `synchronous =
-//! NORMAL` and a busy timeout, so a writer waits for another instead of failing.
+//! [`SqliteProvider::open`] puts the file in WAL mode (readers never block the writer, nor it
+//! them) with `synchronous = NORMAL` (a commit survives a crash of the program; a power loss may
+//! undo the last commits, never corrupt the file) and a busy timeout ([`BUSY_TIMEOUT`]), so that a
+//! writer waits for another instead of failing.
 //!
-//! An append is one transaction begun with `BEGIN IMMEDIATE`, which takes the database's single
-//! write lock at once (a deferred `BEGIN` that later upgrades can fail with `SQLITE_BUSY` without
-//! waiting). Under that lock it checks the aggregate's last version, then inserts the events, and
-//! commits.
+//! An append is one transaction begun with `BEGIN IMMEDIATE`, which takes the file's single write
+//! lock at once, waiting for it under the busy timeout. (A deferred `BEGIN` would read first and
+//! upgrade to a writer later; when another connection has written in between, that upgrade fails
+//! with `SQLITE_BUSY` at once, without waiting.) Under the lock it reads the aggregate's last
+//! version, inserts the events with the versions after it, and commits.
 //!
-//! *Atomic*: one transaction, so all events or none.
+//! *Atomic*: one transaction, so all events or none; an error before the commit rolls it back.
 //!
-//! *Optimistic concurrency*: a stale expected version fails the version check, or hits the unique
-//! index on `(stream, aggregate_id, version)`; both are [`Error::VersionConflict`].
+//! *Optimistic concurrency*: a stale expected version fails the version check; should a row get
+//! past it anyway, the unique index on `(stream, aggregate_id, version)` rejects it (extended code
+//! 2067, never matched by message). Both are [`Error::VersionConflict`].
 //!
-//! *No skipped events*: SQLite has one writer at a time per file, across processes too, and
-//! positions (`AUTOINCREMENT`, never reused) are taken under that lock. The next writer starts only
-//! after the previous one has committed, so positions become visible in increasing order, and a
-//! handler reading `position > bookmark` never passes an event that commits later.
+//! *No skipped events*: a reader that has seen position `p` must never later find a new event
+//! below `p`, or a handler, which reads `position > bookmark`, would pass it by for good. Here:
+//! 1. SQLite has one writer at a time per file. The write lock lives in the file's shared memory
+//!    (`-shm`), so it serialises every connection of every process on the machine.
+//! 2. Positions are the rowid of an `AUTOINCREMENT` table: above every rowid the table has ever
+//!    held, taken at insert, so under the lock. The next append takes the lock only after the
+//!    previous one has committed (or rolled back), so commits happen in position order.
+//! 3. A read sees the database as of one commit: its snapshot holds every transaction committed
+//!    before it and none after. With (2), the events it sees are exactly those up to some
+//!    position, with no hole a later commit could fill.
 //!
-//! Handlers in the same process are woken by each append; other processes' appends are found by
-//! polling.
+//! So positions become visible in increasing order, across processes too. A rolled-back append
+//! gives its positions back (the `sqlite_sequence` row is rolled back with it), which is harmless:
+//! no reader saw them. A committed position is never reused, even when rows are deleted. The
+//! price is that appends to one file commit one at a time, which is SQLite's model anyway.
+//!
+//! Handlers in the same process are woken by each append made through the same provider value
+//! (or a clone); other processes' appends are found by polling.
+//!
+//! Reads across several streams merge each stream's run of the `(stream, position)` index, so a
+//! page costs at most `limit` index entries per stream, however rare the streams are in the log.
+//!
+//! # Limits
+//!
+//! WAL needs shared memory between the processes: the file must be on a local disk (not NFS or
+//! SMB), and every process on the same machine. `:memory:` is not a file: each pooled connection
+//! would get its own empty database; use a file in a temporary directory instead.
 
 use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evt_core::chrono::{DateTime, Utc};
+use evt_core::chrono::DateTime;
 use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use tokio::sync::watch;
 
@@ -74,8 +102,15 @@ pub use sqlx;
 /// The page size unless [`SqliteProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
-/// How long a writer waits for another to finish before giving up.
+/// How long a writer waits for another to finish before giving up with `database is locked`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections [`SqliteProvider::open`] keeps: SQLite has one writer at a time anyway,
+/// and in WAL mode the readers beside it need no more.
+pub const MAX_CONNECTIONS: u32 = 4;
+
+/// The columns an event is read from.
+const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event";
 
 /// Events, bookmarks and snapshots in an SQLite file.
 #[derive(Debug, Clone)]
@@ -85,25 +120,118 @@ pub struct SqliteProvider {
     bookmarks: String,
     limit: usize,
     appended: watch::Sender<u64>,
+    sql: Sql,
 }
 
-const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event";
+/// The statements, made once the table names are known. (Reads of several streams have one
+/// placeholder group per stream, so they are made per call.)
+#[derive(Debug, Clone)]
+struct Sql {
+    last_version: String,
+    insert: String,
+    events_from_one: String,
+    events_for: String,
+    last_event_for: String,
+    snapshot: String,
+    get_position: String,
+    set_position: String,
+}
 
-/// Checks that `name` is a plain SQL identifier, so it can go into a statement as it is.
+impl Sql {
+    fn new(events: &str, bookmarks: &str) -> Self {
+        let (events, bookmarks) = (quoted(events), quoted(bookmarks));
+        Sql {
+            last_version: format!(
+                "SELECT coalesce(max(version), 0) FROM {events} WHERE stream = ? AND aggregate_id = ?"
+            ),
+            insert: format!(
+                "INSERT INTO {events} (stream, aggregate_id, version, timestamp, event, snapshot) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING position"
+            ),
+            events_from_one: format!(
+                "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND position > ? \
+                 ORDER BY position LIMIT ?"
+            ),
+            events_for: format!(
+                "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ? \
+                 AND version > ? ORDER BY version LIMIT ?"
+            ),
+            last_event_for: format!(
+                "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ? \
+                 ORDER BY version DESC LIMIT 1"
+            ),
+            snapshot: format!(
+                "SELECT snapshot FROM {events} WHERE stream = ? AND aggregate_id = ? \
+                 AND snapshot IS NOT NULL ORDER BY version DESC LIMIT 1"
+            ),
+            get_position: format!("SELECT position FROM {bookmarks} WHERE bookmark = ?"),
+            set_position: format!(
+                "INSERT INTO {bookmarks} (bookmark, position) VALUES (?, ?) \
+                 ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
+            ),
+        }
+    }
+
+    /// Events of `count` streams after a position, by position: each stream's index run, cut to
+    /// the page, then merged. Binds `stream, after, limit` per stream, then `limit`.
+    fn events_from_many(events: &str, count: usize) -> String {
+        let one = format!(
+            "SELECT * FROM (SELECT {COLUMNS} FROM {} WHERE stream = ? AND position > ? \
+             ORDER BY position LIMIT ?)",
+            quoted(events)
+        );
+        format!(
+            "{} ORDER BY position LIMIT ?",
+            vec![one; count].join(" UNION ALL ")
+        )
+    }
+
+    /// The last position of `count` streams. Binds each stream.
+    fn last_position(events: &str, count: usize) -> String {
+        format!(
+            "SELECT coalesce(max(position), 0) FROM {} WHERE stream IN ({})",
+            quoted(events),
+            vec!["?"; count].join(", ")
+        )
+    }
+}
+
+/// A checked identifier, quoted (a checked name has no `"` to escape).
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// Checks that `name` is a plain SQL identifier, so that it can go into a statement.
 fn identifier(name: &str) -> Result<&str, Error> {
-    let mut chars = name.chars();
-    let valid = name.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(name)
-    } else {
-        Err(Error::provider(
+    let problem = match name.chars().next() {
+        None => Some("it is empty".to_owned()),
+        Some(first) if !(first.is_ascii_alphabetic() || first == '_') => {
+            Some(format!("it starts with {first:?}"))
+        }
+        _ => match name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+        {
+            Some(other) => Some(format!("it contains {other:?}")),
+            None if name.len() > 63 => Some(format!("it has {} characters", name.len())),
+            None if name
+                .get(..7)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("sqlite_")) =>
+            {
+                Some("SQLite reserves names that start with `sqlite_`".to_owned())
+            }
+            None => None,
+        },
+    };
+    match problem {
+        None => Ok(name),
+        Some(problem) => Err(Error::provider(
             format!("use `{name}` as a table name"),
-            "a table name has at most 63 ASCII letters, digits and `_`, and starts with a letter or `_`",
-        ))
+            format!(
+                "{problem}; a table name has at most 63 ASCII letters, digits and `_`, \
+                 and starts with a letter or `_`"
+            ),
+        )),
     }
 }
 
@@ -111,6 +239,7 @@ fn failed(operation: impl Into<String>, error: sqlx::Error) -> Error {
     Error::provider(operation, error)
 }
 
+/// Whether a write failed on a unique index (extended code 2067, `SQLITE_CONSTRAINT_UNIQUE`).
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
@@ -121,88 +250,138 @@ fn non_negative(value: i64, what: &str) -> Result<u64, String> {
     u64::try_from(value).map_err(|_| format!("`{what}` is negative: {value}"))
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, Error> {
-    i64::try_from(value)
-        .map_err(|_| Error::provider(format!("store {what} {value}"), "larger than an INTEGER"))
+/// A bound for a read: nothing is stored beyond `i64::MAX`, so larger values mean "all".
+fn bound(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// `?, ?, ?` for `count` values.
-fn placeholders(count: usize) -> String {
-    vec!["?"; count].join(", ")
+/// The streams, each once, in their order.
+fn distinct<'a>(streams: &[&'a str]) -> Vec<&'a str> {
+    let mut distinct: Vec<&str> = Vec::with_capacity(streams.len());
+    for stream in streams {
+        if !distinct.contains(stream) {
+            distinct.push(stream);
+        }
+    }
+    distinct
 }
 
-/// A row as a stored event. A row without its place is an error; an `event` that is not JSON is
-/// kept as a JSON string, so that typed decoding reports it with its stream, id, version and position.
+/// A row as a stored event.
+///
+/// A row whose place (stream, id, version, timestamp) does not read is an error naming its
+/// position. An `event` that is not JSON is kept as a JSON string: the event then has no type,
+/// and loading or handling it fails with an error naming its stream, id, version and position,
+/// instead of the row being skipped.
 fn stored_event(row: &SqliteRow) -> Result<StoredEvent, Error> {
+    let position = row.try_get::<i64, _>("position");
     let read = || -> Result<StoredEvent, String> {
         let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(|e| e.to_string());
+        let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|e| e.to_string());
         let millis = get_i64("timestamp")?;
-        let text: String = row.try_get("event").map_err(|e| e.to_string())?;
-        let data = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let meta = Meta {
+            stream: get_text("stream")?,
+            aggregate_id: get_text("aggregate_id")?,
+            version: non_negative(get_i64("version")?, "version")?,
+            position: non_negative(get_i64("position")?, "position")?,
+            timestamp: DateTime::from_timestamp_millis(millis)
+                .ok_or_else(|| format!("`timestamp` is out of range: {millis}"))?,
+        };
+        let text = get_text("event")?;
+        let data = match serde_json::from_str(&text) {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::warn!(
+                    position = meta.position,
+                    %error,
+                    "the `event` of a stored row is not JSON; kept as a string"
+                );
+                Value::String(text)
+            }
+        };
         Ok(StoredEvent {
-            meta: Meta {
-                stream: row.try_get("stream").map_err(|e| e.to_string())?,
-                aggregate_id: row.try_get("aggregate_id").map_err(|e| e.to_string())?,
-                version: non_negative(get_i64("version")?, "version")?,
-                position: non_negative(get_i64("position")?, "position")?,
-                timestamp: DateTime::from_timestamp_millis(millis)
-                    .ok_or_else(|| format!("`timestamp` is out of range: {millis}"))?,
-            },
             event_type: data
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
+            meta,
             data,
         })
     };
     read().map_err(|problem| {
-        Error::provider(
-            "read an event row",
-            format!("malformed event row: {problem}"),
-        )
+        let operation = match position {
+            Ok(position) => format!("read the event row at position {position}"),
+            Err(_) => "read an event row".to_owned(),
+        };
+        Error::provider(operation, format!("malformed event row: {problem}"))
     })
 }
 
 impl SqliteProvider {
-    /// A provider over `pool`, with the tables `events` and `bookmarks`. The pool should use WAL
-    /// and a busy timeout, as [`SqliteProvider::open`] sets them.
+    /// A provider over `pool`, with the tables `events` and `bookmarks`.
+    ///
+    /// Give the pool's connections a busy timeout, as [`SqliteProvider::connect_options`] does:
+    /// without one, an append that finds another writer fails with `database is locked` at once
+    /// instead of waiting its turn.
     pub fn new(pool: SqlitePool) -> Self {
+        let (events, bookmarks) = ("events".to_owned(), "bookmarks".to_owned());
         SqliteProvider {
+            sql: Sql::new(&events, &bookmarks),
             pool,
-            events: "events".to_owned(),
-            bookmarks: "bookmarks".to_owned(),
+            events,
+            bookmarks,
             limit: DEFAULT_LIMIT,
             appended: watch::Sender::new(0),
         }
     }
 
-    /// Opens the file at `path`, creating it if missing, in WAL mode with a busy timeout.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let options = SqliteConnectOptions::new()
+    /// The connection settings of [`SqliteProvider::open`], for a pool of your own: the file at
+    /// `path`, created if missing, in WAL mode with `synchronous = NORMAL` and [`BUSY_TIMEOUT`].
+    pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+    }
+
+    /// Opens the file at `path` with [`SqliteProvider::connect_options`], creating it if missing,
+    /// in a pool of up to [`MAX_CONNECTIONS`] connections.
+    ///
+    /// Opens one connection at once, so that a path that cannot be opened (a missing directory,
+    /// no permission, not a database) is reported here.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let operation = || format!("open the SQLite file `{}`", path.display());
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(Self::connect_options(path))
             .await
-            .map_err(|e| failed(format!("open the SQLite file `{}`", path.display()), e))?;
+            .map_err(|e| failed(operation(), e))?;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Still correct (appends are serialised either way), but readers and the writer
+            // block each other.
+            tracing::warn!(path = %path.display(), mode, "the SQLite file is not in WAL mode");
+        }
         Ok(Self::new(pool))
     }
 
-    /// Stores events in the table `name` (a plain identifier).
+    /// Stores events in the table `name` (a plain identifier, checked).
     pub fn events_table(mut self, name: &str) -> Result<Self, Error> {
         self.events = identifier(name)?.to_owned();
+        self.sql = Sql::new(&self.events, &self.bookmarks);
         Ok(self)
     }
 
-    /// Stores bookmarks in the table `name` (a plain identifier).
+    /// Stores bookmarks in the table `name` (a plain identifier, checked).
     pub fn bookmarks_table(mut self, name: &str) -> Result<Self, Error> {
         self.bookmarks = identifier(name)?.to_owned();
+        self.sql = Sql::new(&self.events, &self.bookmarks);
         Ok(self)
     }
 
@@ -217,9 +396,21 @@ impl SqliteProvider {
         &self.pool
     }
 
-    /// Creates the tables and indexes. Idempotent: run it on every start.
+    /// The name of the events table.
+    pub fn events_table_name(&self) -> &str {
+        &self.events
+    }
+
+    /// The name of the bookmarks table.
+    pub fn bookmarks_table_name(&self) -> &str {
+        &self.bookmarks
+    }
+
+    /// Creates the tables and indexes. Idempotent: run it on every start. Concurrent calls, from
+    /// any process, are serialised by the write lock.
     pub async fn migrate(&self) -> Result<(), Error> {
-        let (events, bookmarks) = (&self.events, &self.bookmarks);
+        let (events, bookmarks) = (quoted(&self.events), quoted(&self.bookmarks));
+        let index = quoted(&format!("{}_stream_position", self.events));
         let statements = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {events} ( \
@@ -232,16 +423,19 @@ impl SqliteProvider {
                    snapshot TEXT, \
                    UNIQUE (stream, aggregate_id, version))"
             ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {events}_stream_position ON {events} (stream, position)"
-            ),
+            format!("CREATE INDEX IF NOT EXISTS {index} ON {events} (stream, position)"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {bookmarks} ( \
                    bookmark TEXT PRIMARY KEY, \
                    position INTEGER NOT NULL)"
             ),
         ];
-        let operation = || format!("migrate the tables `{events}` and `{bookmarks}`");
+        let operation = || {
+            format!(
+                "migrate the tables `{}` and `{}`",
+                self.events, self.bookmarks
+            )
+        };
         let mut transaction = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -256,13 +450,15 @@ impl SqliteProvider {
         transaction
             .commit()
             .await
-            .map_err(|e| failed(operation(), e))
+            .map_err(|e| failed(operation(), e))?;
+        tracing::debug!(events = %self.events, bookmarks = %self.bookmarks, "migrated");
+        Ok(())
     }
 
     async fn fetch_events<'q>(
         &self,
         operation: impl Fn() -> String,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>,
     ) -> Result<Vec<StoredEvent>, Error> {
         let rows = query
             .fetch_all(&self.pool)
@@ -271,7 +467,7 @@ impl SqliteProvider {
         rows.iter().map(stored_event).collect()
     }
 
-    /// The append's transaction; `Ok(None)` is a version conflict.
+    /// The append's transaction; `Ok(None)` is a version conflict found by the version check.
     async fn append_in(
         &self,
         stream: &str,
@@ -279,40 +475,29 @@ impl SqliteProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-        timestamp: DateTime<Utc>,
     ) -> Result<Option<Vec<StoredEvent>>, sqlx::Error> {
-        let table = &self.events;
+        // Takes the write lock now (waiting under the busy timeout), not at the first insert.
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current: i64 = sqlx::query_scalar(&format!(
-            "SELECT coalesce(max(version), 0) FROM {table} WHERE stream = ? AND aggregate_id = ?"
-        ))
-        .bind(stream)
-        .bind(aggregate_id)
-        .fetch_one(&mut *transaction)
-        .await?;
+        let current: i64 = sqlx::query_scalar(&self.sql.last_version)
+            .bind(stream)
+            .bind(aggregate_id)
+            .fetch_one(&mut *transaction)
+            .await?;
         if u64::try_from(current).ok() != Some(expected_version) {
+            transaction.rollback().await?;
             return Ok(None);
         }
-        let insert = format!(
-            "INSERT INTO {table} (stream, aggregate_id, version, timestamp, event, snapshot) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING position"
-        );
-        let snapshot = snapshot.map(|snapshot| {
-            serde_json::json!({
-                "snapshotVersion": snapshot.snapshot_version,
-                "version": snapshot.version,
-                "state": snapshot.state,
-            })
-            .to_string()
-        });
+        // Under the lock, so timestamps do not decrease with positions (unless the clock does).
+        let timestamp = evt_core::util::now();
+        let snapshot = snapshot.map(|snapshot| snapshot.to_json().to_string());
         let mut stored = Vec::with_capacity(events.len());
         for (n, event) in (1_u64..).zip(events) {
             let version = expected_version + n;
             let last = n == events.len() as u64;
-            let position: i64 = sqlx::query_scalar(&insert)
+            let position: i64 = sqlx::query_scalar(&self.sql.insert)
                 .bind(stream)
                 .bind(aggregate_id)
-                .bind(version as i64)
+                .bind(bound(version))
                 .bind(timestamp.timestamp_millis())
                 .bind(event.data.to_string())
                 .bind(snapshot.as_deref().filter(|_| last))
@@ -323,7 +508,8 @@ impl SqliteProvider {
                     stream: stream.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
                     version,
-                    position: position as u64,
+                    // A rowid is positive.
+                    position: position.unsigned_abs(),
                     timestamp,
                 },
                 event_type: event.event_type.to_owned(),
@@ -335,12 +521,6 @@ impl SqliteProvider {
     }
 }
 
-/// Now, to the millisecond (what every provider stores).
-fn now_millis() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
-
 #[async_trait]
 impl Provider for SqliteProvider {
     fn limit(&self) -> usize {
@@ -349,14 +529,11 @@ impl Provider for SqliteProvider {
 
     async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
         let operation = || format!("read bookmark `{bookmark}`");
-        let position: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT position FROM {} WHERE bookmark = ?",
-            self.bookmarks
-        ))
-        .bind(bookmark)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| failed(operation(), e))?;
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.get_position)
+            .bind(bookmark)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
         position
             .map(|p| non_negative(p, "position"))
             .transpose()
@@ -364,21 +541,15 @@ impl Provider for SqliteProvider {
     }
 
     async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
-        sqlx::query(&format!(
-            "INSERT INTO {} (bookmark, position) VALUES (?, ?) \
-             ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position",
-            self.bookmarks
-        ))
-        .bind(bookmark)
-        .bind(to_i64(position, "position")?)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            failed(
-                format!("store bookmark `{bookmark}` at position {position}"),
-                e,
-            )
-        })?;
+        let operation = || format!("store bookmark `{bookmark}` at position {position}");
+        let stored = i64::try_from(position)
+            .map_err(|_| Error::provider(operation(), "larger than an SQLite INTEGER"))?;
+        sqlx::query(&self.sql.set_position)
+            .bind(bookmark)
+            .bind(stored)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
         Ok(())
     }
 
@@ -388,24 +559,26 @@ impl Provider for SqliteProvider {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE stream IN ({}) AND position > ? \
-             ORDER BY position LIMIT ?",
-            self.events,
-            placeholders(streams.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for stream in streams {
-            query = query.bind(*stream);
+        let operation = || format!("read events of {streams:?} after position {after}");
+        let (after, page) = (bound(after), i64::try_from(limit).unwrap_or(i64::MAX));
+        match distinct(streams).as_slice() {
+            [] => Ok(Vec::new()),
+            [stream] => {
+                let query = sqlx::query(&self.sql.events_from_one)
+                    .bind(*stream)
+                    .bind(after)
+                    .bind(page);
+                self.fetch_events(operation, query).await
+            }
+            streams => {
+                let sql = Sql::events_from_many(&self.events, streams.len());
+                let mut query = sqlx::query(&sql);
+                for stream in streams {
+                    query = query.bind(*stream).bind(after).bind(page);
+                }
+                self.fetch_events(operation, query.bind(page)).await
+            }
         }
-        let query = query
-            .bind(to_i64(after, "position")?)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        self.fetch_events(
-            || format!("read events of {streams:?} after position {after}"),
-            query,
-        )
-        .await
     }
 
     async fn get_events_for(
@@ -415,15 +588,10 @@ impl Provider for SqliteProvider {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE stream = ? AND aggregate_id = ? AND version > ? \
-             ORDER BY version LIMIT ?",
-            self.events
-        );
-        let query = sqlx::query(&sql)
+        let query = sqlx::query(&self.sql.events_for)
             .bind(stream)
             .bind(aggregate_id)
-            .bind(to_i64(after_version, "version")?)
+            .bind(bound(after_version))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         self.fetch_events(
             || format!("read events of `{stream}/{aggregate_id}` after version {after_version}"),
@@ -437,12 +605,9 @@ impl Provider for SqliteProvider {
         stream: &str,
         aggregate_id: &str,
     ) -> Result<Option<StoredEvent>, Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE stream = ? AND aggregate_id = ? \
-             ORDER BY version DESC LIMIT 1",
-            self.events
-        );
-        let query = sqlx::query(&sql).bind(stream).bind(aggregate_id);
+        let query = sqlx::query(&self.sql.last_event_for)
+            .bind(stream)
+            .bind(aggregate_id);
         let mut events = self
             .fetch_events(
                 || format!("read the last event of `{stream}/{aggregate_id}`"),
@@ -454,13 +619,14 @@ impl Provider for SqliteProvider {
 
     async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
         let operation = || format!("read the last position of {streams:?}");
-        let sql = format!(
-            "SELECT coalesce(max(position), 0) FROM {} WHERE stream IN ({})",
-            self.events,
-            placeholders(streams.len())
-        );
+        let streams = distinct(streams);
+        if streams.is_empty() {
+            return Ok(0);
+        }
+        // SQLite answers `max` from the index, one probe per stream.
+        let sql = Sql::last_position(&self.events, streams.len());
         let mut query = sqlx::query_scalar(&sql);
-        for stream in streams {
+        for stream in &streams {
             query = query.bind(*stream);
         }
         let position: i64 = query
@@ -480,28 +646,23 @@ impl Provider for SqliteProvider {
     ) -> Result<Vec<StoredEvent>, Error> {
         let operation =
             || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
-        let conflict = || Error::VersionConflict {
-            stream: stream.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            expected: expected_version,
+        let conflict = || {
+            tracing::trace!(stream, aggregate_id, expected_version, "version conflict");
+            Error::VersionConflict {
+                stream: stream.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                expected: expected_version,
+            }
         };
-        if events.is_empty() {
-            let last = self.get_last_event_for(stream, aggregate_id).await?;
-            return match last.map_or(0, |event| event.meta.version) {
-                version if version == expected_version => Ok(Vec::new()),
-                _ => Err(conflict()),
-            };
+        let last_version = expected_version.saturating_add(events.len() as u64);
+        if i64::try_from(last_version).is_err() {
+            return Err(Error::provider(
+                operation(),
+                format!("version {last_version} is larger than an SQLite INTEGER"),
+            ));
         }
-        to_i64(expected_version + events.len() as u64, "version")?;
         let appended = self
-            .append_in(
-                stream,
-                aggregate_id,
-                expected_version,
-                events,
-                snapshot,
-                now_millis(),
-            )
+            .append_in(stream, aggregate_id, expected_version, events, snapshot)
             .await;
         match appended {
             Ok(Some(stored)) => {
@@ -522,37 +683,20 @@ impl Provider for SqliteProvider {
         aggregate_id: &str,
     ) -> Result<Option<Snapshot>, Error> {
         let operation = || format!("read the snapshot of `{stream}/{aggregate_id}`");
-        let found: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT snapshot FROM {} WHERE stream = ? AND aggregate_id = ? \
-             AND snapshot IS NOT NULL ORDER BY version DESC LIMIT 1",
-            self.events
-        ))
-        .bind(stream)
-        .bind(aggregate_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| failed(operation(), e))?;
+        let found: Option<String> = sqlx::query_scalar(&self.sql.snapshot)
+            .bind(stream)
+            .bind(aggregate_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
         let Some(text) = found else {
             return Ok(None);
         };
-        let malformed = |problem: String| {
-            Error::provider(operation(), format!("malformed snapshot: {problem}"))
-        };
-        let mut snapshot: Value =
-            serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
-        let snapshot_version = snapshot.get("snapshotVersion").and_then(Value::as_str);
-        let version = snapshot.get("version").and_then(Value::as_u64);
-        match (snapshot_version, version) {
-            (Some(snapshot_version), Some(version)) => Ok(Some(Snapshot {
-                snapshot_version: snapshot_version.to_owned(),
-                version,
-                state: snapshot
-                    .get_mut("state")
-                    .map(Value::take)
-                    .unwrap_or_default(),
-            })),
-            _ => Err(malformed("needs `snapshotVersion` and `version`".into())),
-        }
+        let snapshot = serde_json::from_str(&text).map_err(|e| format!("malformed snapshot: {e}"));
+        snapshot
+            .and_then(Snapshot::from_json)
+            .map(Some)
+            .map_err(|problem| Error::provider(operation(), problem))
     }
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
@@ -566,17 +710,83 @@ mod tests {
 
     #[test]
     fn table_names_are_plain_identifiers() {
-        for good in ["events", "_events", "Evt_2"] {
+        for good in ["events", "_events", "Evt_2", "order", &"e".repeat(63)] {
             assert!(identifier(good).is_ok(), "{good}");
         }
-        for bad in ["", "2events", "events;drop table x", "a.b", "e-v", "é"] {
-            assert!(identifier(bad).is_err(), "{bad}");
+        let long = "e".repeat(64);
+        for (bad, why) in [
+            ("", "it is empty"),
+            ("2events", "it starts with '2'"),
+            ("events;drop table x", "it contains ';'"),
+            ("a.b", "it contains '.'"),
+            ("e-v", "it contains '-'"),
+            ("é", "it starts with 'é'"),
+            ("ev\"ents", "it contains '\"'"),
+            (long.as_str(), "it has 64 characters"),
+            ("SQLite_events", "SQLite reserves"),
+        ] {
+            let message = identifier(bad).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("use `{bad}` as a table name failed: {why}")),
+                "{message}"
+            );
         }
     }
 
     #[test]
-    fn placeholders_match_the_count() {
-        assert_eq!(placeholders(1), "?");
-        assert_eq!(placeholders(3), "?, ?, ?");
+    fn streams_are_read_once_each() {
+        assert_eq!(distinct(&["a", "b", "a", "c", "b"]), ["a", "b", "c"]);
+        assert!(distinct(&[]).is_empty());
+    }
+
+    /// Every read and the version check use an index: none scans the table.
+    #[tokio::test]
+    async fn reads_use_the_indexes() {
+        let path = std::env::temp_dir().join(format!(
+            "evt-sqlite-plan-{}-{}.db",
+            std::process::id(),
+            evt_core::chrono::Utc::now().timestamp_micros()
+        ));
+        let provider = SqliteProvider::open(&path)
+            .await
+            .unwrap()
+            .events_table("order")
+            .unwrap();
+        provider.migrate().await.unwrap();
+        let sql = &provider.sql;
+        let statements = [
+            (sql.last_version.clone(), 2),
+            (sql.events_from_one.clone(), 3),
+            (Sql::events_from_many("order", 3), 10),
+            (sql.events_for.clone(), 4),
+            (sql.last_event_for.clone(), 2),
+            (sql.snapshot.clone(), 2),
+            (Sql::last_position("order", 2), 2),
+            (sql.get_position.clone(), 1),
+        ];
+        for (statement, parameters) in statements {
+            let explain = format!("EXPLAIN QUERY PLAN {statement}");
+            let mut query = sqlx::query(&explain);
+            for _ in 0..parameters {
+                query = query.bind(1_i64);
+            }
+            let plan: Vec<String> = query
+                .fetch_all(provider.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get("detail"))
+                .collect();
+            assert!(
+                !plan.iter().any(
+                    |step| step.starts_with("SCAN \"order\"") || step.starts_with("SCAN order")
+                ),
+                "{statement}: {plan:?}"
+            );
+        }
+        provider.pool().close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }
