@@ -82,14 +82,14 @@ async fn fresh(backend: &str) -> Result<Arc<dyn Provider>, Error> {
         "memory" => Arc::new(MemoryProvider::new()),
         "sqlite" => {
             let path = std::env::temp_dir().join(format!("{unique}.db"));
-            let provider = evt::sqlite::SqliteProvider::open(&path).await?;
+            let provider = evt_sqlite::SqliteProvider::open(&path).await?;
             provider.migrate().await?;
             Arc::new(provider)
         }
         "postgres" => {
             let url = std::env::var("EVT_POSTGRES_URL")
                 .map_err(|_| "EVT_POSTGRES_URL is not set (./scripts/bench sets it)")?;
-            let provider = evt::postgres::PostgresProvider::connect(&url)
+            let provider = evt_postgres::PostgresProvider::connect(&url)
                 .await?
                 .events_table(&format!("{unique}_events"))?
                 .bookmarks_table(&format!("{unique}_bookmarks"))?;
@@ -99,8 +99,8 @@ async fn fresh(backend: &str) -> Result<Arc<dyn Provider>, Error> {
         "mongo" => {
             let url = std::env::var("EVT_MONGO_URL")
                 .map_err(|_| "EVT_MONGO_URL is not set (./scripts/bench sets it)")?;
-            let client = evt::mongo::mongodb::Client::with_uri_str(&url).await?;
-            let provider = evt::mongo::MongoProvider::new(&client.database(&unique));
+            let client = evt_mongo::mongodb::Client::with_uri_str(&url).await?;
+            let provider = evt_mongo::MongoProvider::new(&client.database(&unique));
             provider.migrate().await?;
             Arc::new(provider)
         }

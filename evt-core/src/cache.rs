@@ -1,6 +1,6 @@
 //! The domain's opt-in aggregate cache: bounded, least recently used out first.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 
@@ -8,12 +8,12 @@ use lru::LruCache;
 
 use crate::{Aggregate, Versioned};
 
-/// Loaded aggregates of every type, keyed by stream and id.
+/// Loaded aggregates of every type, keyed by type and id.
 ///
 /// A hit is only a starting point: loading still reads the events after the cached version,
 /// so a cache never serves a stale aggregate, even with other writers.
 pub(crate) struct Cache {
-    entries: Mutex<LruCache<String, Box<dyn Any + Send + Sync>>>,
+    entries: Mutex<LruCache<(TypeId, String), Box<dyn Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -26,12 +26,8 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-fn key<A: Aggregate>(id: &str) -> String {
-    let mut key = String::with_capacity(A::STREAM.len() + 1 + id.len());
-    key.push_str(A::STREAM);
-    key.push('\0');
-    key.push_str(id);
-    key
+fn key<A: Aggregate>(id: &str) -> (TypeId, String) {
+    (TypeId::of::<A>(), id.to_owned())
 }
 
 impl Cache {

@@ -83,7 +83,7 @@ impl Domain {
 
     /// Reads and folds the aggregate's events after its version, page by page.
     async fn catch_up<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
-        let limit = self.provider.limit();
+        let limit = self.provider.limit().max(1);
         loop {
             let page = self
                 .provider

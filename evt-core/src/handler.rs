@@ -1,11 +1,10 @@
 //! Event handlers: projections and process managers that follow streams from a bookmark.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::Error;
@@ -62,7 +61,8 @@ type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// Runs a [`Projection`]: `run_once`, or `start`ed as a task until `stop`.
 ///
-/// Cheap to clone; clones share the projection, the position and the task. The bookmark is
+/// Cheap to clone; clones share the projection, the position, the options (so set them with the
+/// builder methods before cloning) and the task. The bookmark is
 /// stored after each page of events (and before reporting an error), so after a crash a
 /// handler may see the last page again: write handlers that tolerate a repeat (upserts, `$set`).
 pub struct Handler<P> {
@@ -110,9 +110,10 @@ struct RunState {
     memory: Option<u64>,
 }
 
+/// A started handler's task: told to stop through `stop`, says it has stopped through `done`.
 struct Task {
     stop: watch::Sender<bool>,
-    join: JoinHandle<()>,
+    done: watch::Receiver<bool>,
 }
 
 impl<P: Projection> Handler<P> {
@@ -196,11 +197,16 @@ impl<P: Projection> Handler<P> {
     /// Stops at the first failing event (its error names bookmark, stream, aggregate id, version and
     /// position; the bookmark stays before it), unless `continue_on_error` is on.
     pub async fn run_once(&self) -> Result<usize, Error> {
-        let span = tracing::debug_span!("evt.handler", bookmark = self.bookmark_name());
-        self.run_once_inner().instrument(span).await
+        self.run_until(None).await
     }
 
-    async fn run_once_inner(&self) -> Result<usize, Error> {
+    /// `run_once`, ending early, after a page, once `stop` says so.
+    async fn run_until(&self, stop: Option<&watch::Receiver<bool>>) -> Result<usize, Error> {
+        let span = tracing::debug_span!("evt.handler", bookmark = self.bookmark_name());
+        self.run_once_inner(stop).instrument(span).await
+    }
+
+    async fn run_once_inner(&self, stop: Option<&watch::Receiver<bool>>) -> Result<usize, Error> {
         let config = self.config().clone();
         let provider = &*self.inner.provider;
         let mut run = self.inner.run.lock().await;
@@ -209,7 +215,7 @@ impl<P: Projection> Handler<P> {
             None => self.load_position(&mut run, &config).await?,
         };
         run.position = Some(position);
-        let limit = provider.limit();
+        let limit = provider.limit().max(1);
         let mut handled = 0;
         loop {
             let events = provider
@@ -241,7 +247,7 @@ impl<P: Projection> Handler<P> {
             }
             self.save(&mut run, &config, page_start, position).await?;
             tracing::trace!(events = events.len(), position, "handler page done");
-            if events.len() < limit {
+            if events.len() < limit || stop.is_some_and(|stop| *stop.borrow()) {
                 return Ok(handled);
             }
         }
@@ -307,68 +313,95 @@ impl<P: Projection> Handler<P> {
     /// Call it inside a tokio runtime.
     ///
     /// The task wakes at once on appends through the same provider value, and polls every
-    /// `poll_interval` for others. A failing event is logged and retried after `poll_interval`
-    /// (unless `continue_on_error` skips it).
+    /// `poll_interval` for others. A failing event (or a panicking handler method) is logged and
+    /// tried again after `poll_interval`, unless `continue_on_error` skips it. The task ends on
+    /// [`Handler::stop`], or once every `Handler` value of it has been dropped.
     pub fn start(&self) {
         let mut task = self
             .inner
             .task
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if task.as_ref().is_some_and(|task| !task.join.is_finished()) {
+        if task.as_ref().is_some_and(|task| !*task.done.borrow()) {
             return;
         }
         let (stop, stopped) = watch::channel(false);
-        let handler = self.clone();
-        let join = tokio::spawn(async move { handler.run_loop(stopped).await });
-        *task = Some(Task { stop, join });
+        let (finished, done) = watch::channel(false);
+        let inner = Arc::downgrade(&self.inner);
+        let appended = self.inner.provider.subscribe();
+        tokio::spawn(async move {
+            run_loop(inner, stopped, appended).await;
+            finished.send_replace(true);
+        });
+        *task = Some(Task { stop, done });
     }
 
-    async fn run_loop(self, mut stopped: watch::Receiver<bool>) {
-        self.reset().await;
-        let mut appended = self.inner.provider.subscribe();
-        loop {
-            if let Some(appended) = &mut appended {
-                appended.borrow_and_update();
-            }
-            if let Err(error) = self.run_once().await {
-                tracing::error!(%error, "handler stopped at an event; retrying after the poll interval");
-            }
-            let poll_interval = self.config().poll_interval;
-            tokio::select! {
-                _ = stopped.changed() => return,
-                _ = changed(&mut appended) => {}
-                _ = tokio::time::sleep(poll_interval) => {}
-            }
-        }
-    }
-
-    /// Stops a started handler after the page it is handling, and waits for it.
+    /// Stops a started handler after the page it is handling, and waits until it has stopped.
     pub async fn stop(&self) {
         let task = self
             .inner
             .task
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            let _ = task.stop.send(true);
-            if let Err(error) = task.join.await
-                && error.is_panic()
-            {
-                std::panic::resume_unwind(error.into_panic());
-            }
+            .as_ref()
+            .map(|task| (task.stop.clone(), task.done.clone()));
+        if let Some((stop, mut done)) = task {
+            stop.send_replace(true);
+            let _ = done.wait_for(|done| *done).await;
         }
     }
 
-    /// Whether the handler was started and not stopped.
+    /// Whether the handler was started and has not stopped.
     pub fn is_running(&self) -> bool {
         self.inner
             .task
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_some_and(|task| !task.join.is_finished())
+            .is_some_and(|task| !*task.done.borrow())
+    }
+}
+
+/// A started handler's loop. It holds the handler only while running a batch, so dropping every
+/// `Handler` ends it.
+async fn run_loop<P: Projection>(
+    inner: Weak<Inner<P>>,
+    mut stopped: watch::Receiver<bool>,
+    mut appended: Option<watch::Receiver<u64>>,
+) {
+    match inner.upgrade() {
+        Some(inner) => Handler { inner }.reset().await,
+        None => return,
+    }
+    loop {
+        if *stopped.borrow_and_update() {
+            return;
+        }
+        if let Some(appended) = &mut appended {
+            appended.borrow_and_update();
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let handler = Handler { inner };
+        let poll_interval = handler.config().poll_interval;
+        // In a task of its own, so that a panicking handler method is reported, not fatal.
+        let until = stopped.clone();
+        let run = tokio::spawn(async move { handler.run_until(Some(&until)).await }).await;
+        let failed = match run {
+            Ok(Ok(_)) => false,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "handler stopped at an event; trying again after the poll interval");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "a handler method panicked; trying again after the poll interval");
+                true
+            }
+        };
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = changed(&mut appended), if !failed => {}
+            _ = tokio::time::sleep(poll_interval) => {}
+        }
     }
 }
 

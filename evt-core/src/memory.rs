@@ -110,7 +110,13 @@ impl Provider for MemoryProvider {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
         let state = self.read();
-        let mut tails = state.stream_tails(streams, after);
+        let mut distinct: Vec<&str> = Vec::with_capacity(streams.len());
+        for stream in streams {
+            if !distinct.contains(stream) {
+                distinct.push(stream);
+            }
+        }
+        let mut tails = state.stream_tails(&distinct, after);
         let mut events = Vec::with_capacity(limit.min(64));
         // A k-way merge of the streams' position-ordered indexes.
         while events.len() < limit {
@@ -177,9 +183,10 @@ impl Provider for MemoryProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let timestamp = crate::util::now();
         let stored = {
             let mut state = self.write();
+            // Under the lock, so timestamps do not go back as positions go up.
+            let timestamp = crate::util::now();
             let current = state.versions(stream, aggregate_id).len() as u64;
             if current != expected_version {
                 return Err(Error::VersionConflict {

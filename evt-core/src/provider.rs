@@ -20,7 +20,8 @@ pub struct Meta {
     pub aggregate_id: String,
     /// The event's version in its aggregate: 1 for the first event.
     pub version: u64,
-    /// The event's position in the whole store: increasing in commit order, never reused.
+    /// The event's position in the whole store: at least 1, at most `i64::MAX`, increasing in
+    /// the order events become visible, never reused (gaps are allowed).
     pub position: u64,
     /// When the event was appended, to the millisecond.
     pub timestamp: DateTime<Utc>,
@@ -104,7 +105,9 @@ pub trait Provider: Send + Sync + 'static {
     /// Stores the position of a bookmark.
     async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error>;
 
-    /// Up to `limit` events of the given streams with a position above `after`, by position.
+    /// Up to `limit` events of the given streams with a position above `after` (0: from the
+    /// start), by position; a stream listed twice is read once. `limit` is the caller's, usually
+    /// [`Provider::limit`].
     async fn get_events_from(
         &self,
         streams: &[&str],
@@ -133,7 +136,8 @@ pub trait Provider: Send + Sync + 'static {
     async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error>;
 
     /// Appends `events` (never empty) to the aggregate, atomically, if its last version is
-    /// `expected_version`, and with them the aggregate's `snapshot` after the last of them, if given.
+    /// `expected_version`, and with them the aggregate's `snapshot` after the last of them, if
+    /// given. A version conflict stores nothing, the snapshot included.
     ///
     /// Returns the stored events with their versions `expected_version + 1 ..` and positions.
     async fn append(

@@ -668,7 +668,7 @@ pub async fn failed_append_stores_nothing(factory: &impl Factory) {
         .append("examples", "a", 0, std::slice::from_ref(&noted), None)
         .await
         .unwrap();
-    let three = [noted.clone(), noted.clone(), noted];
+    let three = [noted.clone(), noted.clone(), noted.clone()];
     for expected in [0, 2, 5] {
         let error = provider
             .append("examples", "a", expected, &three, None)
@@ -692,6 +692,37 @@ pub async fn failed_append_stores_nothing(factory: &impl Factory) {
             .len(),
         1
     );
+    // Nor its snapshot.
+    let kept = Snapshot {
+        snapshot_version: "1".into(),
+        version: 2,
+        state: json!({"kept": true}),
+    };
+    let one = std::slice::from_ref(&noted);
+    provider
+        .append("examples", "a", 1, one, Some(&kept))
+        .await
+        .unwrap();
+    let lost = Snapshot {
+        snapshot_version: "1".into(),
+        version: 9,
+        state: json!({"kept": false}),
+    };
+    let error = provider
+        .append("examples", "a", 1, &three, Some(&lost))
+        .await
+        .unwrap_err();
+    assert!(error.is_version_conflict(), "{error}");
+    assert_eq!(
+        provider.get_snapshot("examples", "a").await.unwrap(),
+        Some(kept)
+    );
+    // A stream listed twice is read once.
+    let twice = provider
+        .get_events_from(&["examples", "examples"], 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(twice.len(), 2);
 }
 
 /// Loading an aggregate with more events than the page limit reads every page.
