@@ -93,7 +93,8 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
 }
 
 const FOLD_SHAPE: &str = "fold methods take `&mut self` and one event by reference: \
-                          `fn created(&mut self, event: &DepartmentCreated)`";
+                          `fn created(&mut self, event: &DepartmentCreated)` \
+                          (every function of an `#[aggregate]` block is a fold method; put helpers in another `impl` block)";
 
 fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> {
     if let Some((_, path, _)) = &input.trait_ {
@@ -117,8 +118,13 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
             cx.error_spanned_by(&sig.generics, FOLD_SHAPE);
             continue;
         }
-        if let syn::ReturnType::Type(_, ty) = &sig.output {
-            cx.error_spanned_by(ty, "fold methods return nothing; they change `self`");
+        if let syn::ReturnType::Type(_, ty) = &sig.output
+            && !matches!(&**ty, syn::Type::Tuple(unit) if unit.elems.is_empty())
+        {
+            cx.error_spanned_by(
+                ty,
+                "fold methods return nothing; they change `self` (put helpers in another `impl` block)",
+            );
             continue;
         }
         let mut inputs = sig.inputs.iter();

@@ -27,7 +27,8 @@ struct Command<'a> {
 }
 
 const SHAPE: &str = "command handlers take the aggregate and the command's payload: \
-                     `fn create(department: &Versioned<Self>, command: Create) -> Result<DepartmentCreated, DepartmentError>`";
+                     `fn create(department: &Versioned<Self>, command: Create) -> Result<DepartmentCreated, DepartmentError>` \
+                     (every function of a `#[commands]` block is a command; put helpers in another `impl` block)";
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
@@ -139,6 +140,16 @@ fn check<'a>(
     let mut commands = Vec::new();
     for (method, retry) in methods.zip(retries) {
         let sig = &method.sig;
+        if sig.ident == "new" || sig.ident == "domain" {
+            cx.error_spanned_by(
+                &sig.ident,
+                format!(
+                    "`{}` is a method of the generated client itself; name the command otherwise",
+                    sig.ident
+                ),
+            );
+            continue;
+        }
         if !sig.generics.params.is_empty() {
             cx.error_spanned_by(&sig.generics, "command handlers cannot be generic");
             continue;
@@ -333,7 +344,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
         #input
 
         #[doc = #doc]
-        #[derive(Clone, Debug)]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #vis struct #client {
             commands: #krate::Commands<#self_ty>,
         }

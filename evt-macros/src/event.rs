@@ -97,6 +97,18 @@ fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> bool {
             Ok(())
         });
     }
+    if let Some(serde) = derived
+        .iter()
+        .find(|name| *name == "Serialize" || *name == "Deserialize")
+    {
+        cx.error_spanned_by(
+            &input.ident,
+            format!(
+                "`#[event]` implements serde for the event types itself; remove `{serde}` from the derives"
+            ),
+        );
+        return false;
+    }
     let missing: Vec<_> = ["Debug", "Clone"]
         .into_iter()
         .filter(|name| !derived.iter().any(|derived| derived == name))
@@ -112,6 +124,29 @@ fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> bool {
         ),
     );
     false
+}
+
+/// The user's derives, without serde's (which `#[event]` adds itself), for the enum and each struct.
+fn derives_without_serde(attrs: &[syn::Attribute]) -> TokenStream {
+    let mut paths = Vec::new();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("derive")) {
+        let parsed = attr.parse_args_with(
+            syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
+        );
+        if let Ok(list) = parsed {
+            paths.extend(list.into_iter().filter(|path| {
+                !path
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == "Serialize" || last.ident == "Deserialize")
+            }));
+        }
+    }
+    if paths.is_empty() {
+        quote!()
+    } else {
+        quote!(#[derive(#(#paths),*)])
+    }
 }
 
 /// `DepartmentCreated` -> `departmentCreated`, as serde's `camelCase` renames a variant.
@@ -143,11 +178,7 @@ fn generate(
 ) -> TokenStream {
     let vis = &input.vis;
     let name = &input.ident;
-    let derives: Vec<_> = input
-        .attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident("derive"))
-        .collect();
+    let derives = derives_without_serde(&input.attrs);
     let serde_path = format!("{krate}::__private::serde").replace(' ', "");
 
     let structs = variants.iter().map(|Variant { variant, .. }| {
@@ -170,14 +201,18 @@ fn generate(
         };
         quote! {
             #(#attrs)*
-            #(#derives)*
+            #derives
             #[derive(#krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
             #[serde(crate = #serde_path, rename_all = "camelCase")]
             #vis struct #ident #body
         }
     });
 
-    let enum_attrs = &input.attrs;
+    let other_attrs = input
+        .attrs
+        .iter()
+        .filter(|attr| !attr.path().is_ident("derive"));
+    let enum_attrs = quote!(#(#other_attrs)* #derives);
     let enum_variants = variants.iter().map(|Variant { variant, .. }| {
         let ident = &variant.ident;
         let doc = format!("The [`{ident}`] event.");
@@ -229,7 +264,7 @@ fn generate(
     let items = quote! {
         #(#structs)*
 
-        #(#enum_attrs)*
+        #enum_attrs
         // Variant names are the stored event type names, so they often share a prefix.
         #[allow(clippy::enum_variant_names)]
         #vis enum #name {

@@ -196,7 +196,12 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemImpl) -> Vec<Handle<'a>> {
         handles.push(Handle {
             method,
             event,
-            fallible: matches!(sig.output, syn::ReturnType::Type(..)),
+            fallible: match &sig.output {
+                syn::ReturnType::Type(_, ty) => {
+                    !matches!(&**ty, syn::Type::Tuple(unit) if unit.elems.is_empty())
+                }
+                syn::ReturnType::Default => false,
+            },
         });
     }
     handles

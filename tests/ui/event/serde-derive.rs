@@ -1,0 +1,10 @@
+use evt::event;
+use serde::{Deserialize, Serialize};
+
+#[event]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DepartmentEvent {
+    DepartmentCreated { name: String },
+}
+
+fn main() {}
