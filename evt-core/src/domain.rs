@@ -19,14 +19,6 @@ pub struct Domain {
     cache: Option<Arc<Cache>>,
 }
 
-impl std::fmt::Debug for dyn Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider")
-            .field("limit", &self.limit())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Domain {
     /// A domain over `provider`, without cache.
     pub fn new(provider: impl Provider) -> Self {

@@ -162,3 +162,11 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 }
+
+impl std::fmt::Debug for dyn Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("limit", &self.limit())
+            .finish_non_exhaustive()
+    }
+}
