@@ -1,5 +1,5 @@
 //! evt's benchmark workloads on every provider, one JSON line per (backend, workload):
-//! `./scripts/bench` (starts the servers), or `cargo run --release -p evt-bench -- [BACKEND..] [--quick]`
+//! `./scripts/bench` (starts the servers), or `cargo run --release -p evt-bench -- [BACKEND..] [WORKLOAD..] [--quick]`
 //! with `EVT_POSTGRES_URL` / `EVT_MONGO_URL` set for those backends.
 //!
 //! The domain is the same in every peer: aggregate "department" on stream `departments`, events
@@ -357,14 +357,25 @@ async fn w4(backend: &str, scale: Scale) -> Result<(), Error> {
     Ok(())
 }
 
-async fn run(backend: &str, scale: Scale) -> Result<(), Error> {
-    w1(backend, scale, 1, false).await?;
-    w1(backend, scale, 1, true).await?;
-    w1(backend, scale, 8, false).await?;
-    w2(backend, scale, false).await?;
-    w2(backend, scale, true).await?;
-    w3(backend, scale).await?;
-    w4(backend, scale).await?;
+async fn run(backend: &str, scale: Scale, only: &[String]) -> Result<(), Error> {
+    let on = |workload: &str| only.is_empty() || only.iter().any(|w| w == workload);
+    if on("W1") {
+        w1(backend, scale, 1, false).await?;
+        w1(backend, scale, 1, true).await?;
+    }
+    if on("W1c") {
+        w1(backend, scale, 8, false).await?;
+    }
+    if on("W2") {
+        w2(backend, scale, false).await?;
+        w2(backend, scale, true).await?;
+    }
+    if on("W3") {
+        w3(backend, scale).await?;
+    }
+    if on("W4") {
+        w4(backend, scale).await?;
+    }
     Ok(())
 }
 
@@ -372,8 +383,10 @@ async fn run(backend: &str, scale: Scale) -> Result<(), Error> {
 async fn main() -> Result<(), Error> {
     let mut scale = FULL;
     let mut backends = Vec::new();
+    let mut only = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
+            workload if workload.starts_with('W') => only.push(workload.to_owned()),
             "--quick" => {
                 scale = Scale {
                     departments: FULL.departments / 10,
@@ -391,7 +404,7 @@ async fn main() -> Result<(), Error> {
             .to_vec();
     }
     for backend in &backends {
-        run(backend, scale)
+        run(backend, scale, &only)
             .await
             .map_err(|e| format!("backend `{backend}`: {e}"))?;
     }

@@ -1,7 +1,7 @@
 //! The in-memory provider: the reference implementation, for tests and examples.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -25,8 +25,8 @@ pub struct MemoryProvider {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The log: the event at position `p` is `log[p - 1]`.
-    log: Vec<StoredEvent>,
+    /// The log: the event at position `p` is `log[p - 1]`. Reads share its events.
+    log: Vec<Arc<StoredEvent>>,
     /// Per stream, then per aggregate id: log indexes in version order.
     aggregates: HashMap<String, HashMap<String, Vec<usize>>>,
     /// Per stream: log indexes in position order.
@@ -73,6 +73,24 @@ impl State {
             .map_or(&[], Vec::as_slice)
     }
 
+    fn stream_mut(&mut self, stream: &str) -> &mut Vec<usize> {
+        if !self.streams.contains_key(stream) {
+            self.streams.insert(stream.to_owned(), Vec::new());
+        }
+        self.streams.get_mut(stream).expect("inserted above")
+    }
+
+    fn versions_mut(&mut self, stream: &str, aggregate_id: &str) -> &mut Vec<usize> {
+        if !self.aggregates.contains_key(stream) {
+            self.aggregates.insert(stream.to_owned(), HashMap::new());
+        }
+        let ids = self.aggregates.get_mut(stream).expect("inserted above");
+        if !ids.contains_key(aggregate_id) {
+            ids.insert(aggregate_id.to_owned(), Vec::new());
+        }
+        ids.get_mut(aggregate_id).expect("inserted above")
+    }
+
     /// Index lists of the streams, each cut to the entries with a position above `after`.
     fn stream_tails(&self, streams: &[&str], after: u64) -> Vec<&[usize]> {
         streams
@@ -108,7 +126,7 @@ impl Provider for MemoryProvider {
         streams: &[&str],
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let state = self.read();
         let mut distinct: Vec<&str> = Vec::with_capacity(streams.len());
         for stream in streams {
@@ -141,7 +159,7 @@ impl Provider for MemoryProvider {
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let state = self.read();
         let versions = state.versions(stream, aggregate_id);
         let start =
@@ -157,7 +175,7 @@ impl Provider for MemoryProvider {
         &self,
         stream: &str,
         aggregate_id: &str,
-    ) -> Result<Option<StoredEvent>, Error> {
+    ) -> Result<Option<Arc<StoredEvent>>, Error> {
         let state = self.read();
         Ok(state
             .versions(stream, aggregate_id)
@@ -182,7 +200,7 @@ impl Provider for MemoryProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let stored = {
             let mut state = self.write();
             // Under the lock, so timestamps do not go back as positions go up.
@@ -196,35 +214,27 @@ impl Provider for MemoryProvider {
                 });
             }
             let first = state.log.len();
-            let stored: Vec<StoredEvent> = events
+            let stored: Vec<Arc<StoredEvent>> = events
                 .iter()
                 .zip(1..)
-                .map(|(event, n)| StoredEvent {
-                    meta: Meta {
-                        stream: stream.to_owned(),
-                        aggregate_id: aggregate_id.to_owned(),
-                        version: expected_version + n,
-                        position: (first as u64) + n,
-                        timestamp,
-                    },
-                    event_type: event.event_type.to_owned(),
-                    data: event.data.clone(),
+                .map(|(event, n)| {
+                    Arc::new(StoredEvent {
+                        meta: Meta {
+                            stream: stream.to_owned(),
+                            aggregate_id: aggregate_id.to_owned(),
+                            version: expected_version + n,
+                            position: (first as u64) + n,
+                            timestamp,
+                        },
+                        event_type: event.event_type.to_owned(),
+                        data: event.data.clone(),
+                    })
                 })
                 .collect();
             let indexes = first..first + stored.len();
             state.log.extend(stored.iter().cloned());
-            state
-                .streams
-                .entry(stream.to_owned())
-                .or_default()
-                .extend(indexes.clone());
-            state
-                .aggregates
-                .entry(stream.to_owned())
-                .or_default()
-                .entry(aggregate_id.to_owned())
-                .or_default()
-                .extend(indexes);
+            state.stream_mut(stream).extend(indexes.clone());
+            state.versions_mut(stream, aggregate_id).extend(indexes);
             if let Some(snapshot) = snapshot {
                 state.snapshots.insert(
                     (stream.to_owned(), aggregate_id.to_owned()),

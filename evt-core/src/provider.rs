@@ -2,6 +2,8 @@
 //!
 //! Events cross it as JSON documents; they are typed only in the domain.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -94,6 +96,9 @@ impl Snapshot {
 /// - positions increase in the order events become visible: a reader that has seen position `p`
 ///   never later finds a new event below `p`;
 /// - reads return events in ascending version (for one aggregate) or position (across streams).
+///
+/// Events come back shared (`Arc`), so that a provider holding them in memory hands them out
+/// without copying their documents.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// How many events one read returns at most.
@@ -113,7 +118,7 @@ pub trait Provider: Send + Sync + 'static {
         streams: &[&str],
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error>;
+    ) -> Result<Vec<Arc<StoredEvent>>, Error>;
 
     /// Up to `limit` events of one aggregate with a version above `after_version`, by version.
     async fn get_events_for(
@@ -122,14 +127,14 @@ pub trait Provider: Send + Sync + 'static {
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error>;
+    ) -> Result<Vec<Arc<StoredEvent>>, Error>;
 
     /// The aggregate's last event, if it has any.
     async fn get_last_event_for(
         &self,
         stream: &str,
         aggregate_id: &str,
-    ) -> Result<Option<StoredEvent>, Error>;
+    ) -> Result<Option<Arc<StoredEvent>>, Error>;
 
     /// The position of the last visible event of the given streams (0 if none): where a tailing
     /// handler starts.
@@ -147,7 +152,7 @@ pub trait Provider: Send + Sync + 'static {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Error>;
+    ) -> Result<Vec<Arc<StoredEvent>>, Error>;
 
     /// The snapshot stored by the aggregate's latest append that had one.
     async fn get_snapshot(

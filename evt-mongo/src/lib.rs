@@ -54,6 +54,7 @@
 //! Transactions need a replica set (a single-node one is enough) or a sharded cluster.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -196,7 +197,7 @@ impl MongoProvider {
         filter: Document,
         sort: Document,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let cursor = self
             .events
             .find(filter)
@@ -208,7 +209,10 @@ impl MongoProvider {
             .try_collect()
             .await
             .map_err(|e| failed(operation(), e))?;
-        documents.iter().map(stored_event).collect()
+        documents
+            .iter()
+            .map(|row| stored_event(row).map(Arc::new))
+            .collect()
     }
 
     async fn find_event(
@@ -233,7 +237,7 @@ impl MongoProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Attempt> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Attempt> {
         session.start_transaction().await.map_err(Attempt::Failed)?;
         let result = self
             .append_in(
@@ -266,7 +270,7 @@ impl MongoProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Attempt> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Attempt> {
         let last = self
             .events
             .find_one(doc! {"stream": stream, "aggregateId": aggregate_id})
@@ -320,7 +324,7 @@ impl MongoProvider {
                 document.insert("snapshot", snapshot);
             }
             documents.push(document);
-            stored.push(StoredEvent {
+            stored.push(Arc::new(StoredEvent {
                 meta: Meta {
                     stream: stream.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
@@ -330,7 +334,7 @@ impl MongoProvider {
                 },
                 event_type: event.event_type.to_owned(),
                 data: event.data.clone(),
-            });
+            }));
         }
         self.events
             .insert_many(documents)
@@ -507,7 +511,7 @@ impl Provider for MongoProvider {
         streams: &[&str],
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         self.find_events(
             || format!("read events of {streams:?} after position {after}"),
             doc! {"stream": {"$in": streams}, "position": {"$gt": after as i64}},
@@ -523,7 +527,7 @@ impl Provider for MongoProvider {
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         self.find_events(
             || format!("read events of `{stream}/{aggregate_id}` after version {after_version}"),
             doc! {
@@ -541,7 +545,7 @@ impl Provider for MongoProvider {
         &self,
         stream: &str,
         aggregate_id: &str,
-    ) -> Result<Option<StoredEvent>, Error> {
+    ) -> Result<Option<Arc<StoredEvent>>, Error> {
         self.find_event(
             || format!("read the last event of `{stream}/{aggregate_id}`"),
             doc! {"stream": stream, "aggregateId": aggregate_id},
@@ -549,7 +553,7 @@ impl Provider for MongoProvider {
         )
         .await?
         .as_ref()
-        .map(stored_event)
+        .map(|document| stored_event(document).map(Arc::new))
         .transpose()
     }
 
@@ -576,7 +580,7 @@ impl Provider for MongoProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let operation =
             || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
         let conflict = || Error::VersionConflict {

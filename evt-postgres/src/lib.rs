@@ -67,6 +67,7 @@ use sqlx::Connection;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use sqlx;
@@ -229,6 +230,10 @@ impl PostgresProvider {
             .map_err(|e| failed(operation(), e))?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            // sqlx pings a connection when it goes back to the pool; a second ping before each
+            // use would double every round trip. A connection that broke while idle fails one
+            // operation (which is reported; nothing is stored) and leaves the pool.
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(Self::new(pool))
     }
@@ -320,12 +325,14 @@ impl PostgresProvider {
         &self,
         operation: impl Fn() -> String,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let rows = query
             .fetch_all(&self.pool)
             .await
             .map_err(|e| failed(operation(), e))?;
-        rows.iter().map(stored_event).collect()
+        rows.iter()
+            .map(|row| stored_event(row).map(Arc::new))
+            .collect()
     }
 }
 
@@ -373,7 +380,7 @@ impl Provider for PostgresProvider {
         streams: &[&str],
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let query = sqlx::query(&self.sql.events_from)
             .bind(streams)
             .bind(to_i64(after, "position")?)
@@ -391,7 +398,7 @@ impl Provider for PostgresProvider {
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let query = sqlx::query(&self.sql.events_for)
             .bind(stream)
             .bind(aggregate_id)
@@ -408,7 +415,7 @@ impl Provider for PostgresProvider {
         &self,
         stream: &str,
         aggregate_id: &str,
-    ) -> Result<Option<StoredEvent>, Error> {
+    ) -> Result<Option<Arc<StoredEvent>>, Error> {
         let query = sqlx::query(&self.sql.last_event_for)
             .bind(stream)
             .bind(aggregate_id);
@@ -438,7 +445,7 @@ impl Provider for PostgresProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let operation =
             || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
         let conflict = || Error::VersionConflict {
@@ -472,7 +479,7 @@ impl Provider for PostgresProvider {
                 .try_get("position")
                 .map_err(|e| failed(operation(), e))?;
             let version: i64 = row.try_get("version").map_err(|e| failed(operation(), e))?;
-            stored.push(StoredEvent {
+            stored.push(Arc::new(StoredEvent {
                 meta: Meta {
                     stream: stream.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
@@ -484,7 +491,7 @@ impl Provider for PostgresProvider {
                 },
                 event_type: event.event_type.to_owned(),
                 data: event.data.clone(),
-            });
+            }));
         }
         if let Some(last) = stored.last() {
             self.appended.send_replace(last.meta.position);

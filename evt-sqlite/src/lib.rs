@@ -84,6 +84,7 @@
 //! would get its own empty database; use a file in a temporary directory instead.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -356,6 +357,8 @@ impl SqliteProvider {
         let operation = || format!("open the SQLite file `{}`", path.display());
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // sqlx pings a connection when it goes back to the pool; no second ping before use.
+            .test_before_acquire(false)
             .connect_with(Self::connect_options(path))
             .await
             .map_err(|e| failed(operation(), e))?;
@@ -459,12 +462,14 @@ impl SqliteProvider {
         &self,
         operation: impl Fn() -> String,
         query: sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let rows = query
             .fetch_all(&self.pool)
             .await
             .map_err(|e| failed(operation(), e))?;
-        rows.iter().map(stored_event).collect()
+        rows.iter()
+            .map(|row| stored_event(row).map(Arc::new))
+            .collect()
     }
 
     /// The append's transaction; `Ok(None)` is a version conflict found by the version check.
@@ -475,7 +480,7 @@ impl SqliteProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Option<Vec<StoredEvent>>, sqlx::Error> {
+    ) -> Result<Option<Vec<Arc<StoredEvent>>>, sqlx::Error> {
         // Takes the write lock now (waiting under the busy timeout), not at the first insert.
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current: i64 = sqlx::query_scalar(&self.sql.last_version)
@@ -503,7 +508,7 @@ impl SqliteProvider {
                 .bind(snapshot.as_deref().filter(|_| last))
                 .fetch_one(&mut *transaction)
                 .await?;
-            stored.push(StoredEvent {
+            stored.push(Arc::new(StoredEvent {
                 meta: Meta {
                     stream: stream.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
@@ -514,7 +519,7 @@ impl SqliteProvider {
                 },
                 event_type: event.event_type.to_owned(),
                 data: event.data.clone(),
-            });
+            }));
         }
         transaction.commit().await?;
         Ok(Some(stored))
@@ -558,7 +563,7 @@ impl Provider for SqliteProvider {
         streams: &[&str],
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let operation = || format!("read events of {streams:?} after position {after}");
         let (after, page) = (bound(after), i64::try_from(limit).unwrap_or(i64::MAX));
         match distinct(streams).as_slice() {
@@ -587,7 +592,7 @@ impl Provider for SqliteProvider {
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let query = sqlx::query(&self.sql.events_for)
             .bind(stream)
             .bind(aggregate_id)
@@ -604,7 +609,7 @@ impl Provider for SqliteProvider {
         &self,
         stream: &str,
         aggregate_id: &str,
-    ) -> Result<Option<StoredEvent>, Error> {
+    ) -> Result<Option<Arc<StoredEvent>>, Error> {
         let query = sqlx::query(&self.sql.last_event_for)
             .bind(stream)
             .bind(aggregate_id);
@@ -643,7 +648,7 @@ impl Provider for SqliteProvider {
         expected_version: u64,
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let operation =
             || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
         let conflict = || {
