@@ -73,10 +73,10 @@ mod tests {
         fn event_type(&self) -> &'static str {
             ""
         }
-        fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-            Ok(serde_json::Value::Null)
+        fn to_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+            serde_json::value::to_raw_value(&())
         }
-        fn from_json(_: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        fn from_json(_: &str, _: &serde_json::value::RawValue) -> Result<Self, serde_json::Error> {
             Ok(Never)
         }
     }

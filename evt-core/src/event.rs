@@ -4,7 +4,7 @@
 
 use std::fmt::Debug;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// An aggregate's event enum, stored as evtstore stores it: `{"type": "departmentCreated", ...camelCase fields}`.
 ///
@@ -16,11 +16,12 @@ pub trait Event: Clone + Debug + Send + Sync + Sized + 'static {
     /// This event's type name, e.g. `"departmentCreated"`.
     fn event_type(&self) -> &'static str;
 
-    /// The stored document, including its `type`.
-    fn to_json(&self) -> Result<Value, serde_json::Error>;
+    /// The stored document, including its `type` (first), as JSON text.
+    fn to_json(&self) -> Result<Box<RawValue>, serde_json::Error>;
 
-    /// Reads a stored document; fails on an unknown `type` or on fields that do not fit.
-    fn from_json(value: &Value) -> Result<Self, serde_json::Error>;
+    /// Reads a stored document of type `event_type` (its `type`); fails on an unknown type or on
+    /// fields that do not fit.
+    fn from_json(event_type: &str, json: &RawValue) -> Result<Self, serde_json::Error>;
 }
 
 /// One event type: a struct that `#[event]` made from a variant of the enum `Self::Event`.
@@ -34,8 +35,8 @@ pub trait EventVariant: Into<Self::Event> + Sized {
     type Event: Event;
     /// The type name, e.g. `"departmentCreated"`.
     const TYPE: &'static str;
-    /// Reads this event type from its stored document.
-    fn from_json(value: &Value) -> Result<Self, serde_json::Error>;
+    /// Reads this event type from its stored document (its `type` is not checked here).
+    fn from_json(json: &RawValue) -> Result<Self, serde_json::Error>;
 }
 
 /// Says that `Self` is a variant of the event enum `E`; lets a fold method pick its event out.

@@ -189,6 +189,7 @@ pub mod __private {
     //! What generated code needs, so that users need not depend on it themselves.
     pub use serde;
     pub use serde_json;
+    pub use std::boxed::Box;
     pub use std::vec;
     pub use std::vec::Vec;
     pub use tracing::Instrument;
@@ -221,34 +222,27 @@ pub mod __private {
         false
     }
 
-    /// The stored document of one event type, with its `type` first.
+    /// The stored document of one event type, with its `type` first, as JSON text.
     pub fn encode<T: serde::Serialize>(
         event_type: &'static str,
         event: &T,
-    ) -> Result<serde_json::Value, serde_json::Error> {
-        let mut value = serde_json::to_value(event)?;
-        match &mut value {
-            serde_json::Value::Object(fields) => {
-                fields.insert("type".to_owned(), serde_json::Value::from(event_type));
-                Ok(value)
-            }
-            serde_json::Value::Null => {
-                let mut fields = serde_json::Map::new();
-                fields.insert("type".to_owned(), serde_json::Value::from(event_type));
-                Ok(serde_json::Value::Object(fields))
-            }
-            _ => Err(serde::ser::Error::custom(
-                "an event must serialize as a map of fields",
-            )),
+    ) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        #[derive(serde::Serialize)]
+        #[serde(crate = "serde")]
+        struct Tagged<'a, T> {
+            #[serde(rename = "type")]
+            event_type: &'static str,
+            #[serde(flatten)]
+            event: &'a T,
         }
+        serde_json::value::to_raw_value(&Tagged { event_type, event })
     }
 
-    /// The `type` of a stored document.
-    pub fn event_type(value: &serde_json::Value) -> Result<&str, serde_json::Error> {
-        value
-            .get("type")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| serde::de::Error::missing_field("type"))
+    /// One event type read from its stored document.
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        json: &serde_json::value::RawValue,
+    ) -> Result<T, serde_json::Error> {
+        serde_json::from_str(json.get())
     }
 
     /// The error for a `type` that is none of the enum's.

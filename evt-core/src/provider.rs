@@ -1,12 +1,14 @@
 //! The storage interface: what a provider (in memory, MongoDB, SQL) must do.
 //!
-//! Events cross it as JSON documents; they are typed only in the domain.
+//! Events cross it as JSON text ([`RawValue`]): encoded once from the typed event, stored and read
+//! back as text, and decoded once into the typed event, never through a `Value` tree.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::Error;
@@ -30,23 +32,50 @@ pub struct Meta {
 }
 
 /// An event as stored: where it is, and its document `{"type": ..., ...fields}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     /// Where the event sits.
     pub meta: Meta,
     /// The event's type name (the document's `type`).
     pub event_type: String,
-    /// The event document, including `type`.
-    pub data: Value,
+    /// The event document, including `type`, as JSON text.
+    pub data: Box<RawValue>,
+}
+
+impl StoredEvent {
+    /// The event document as a [`Value`], for inspection; handlers get typed events instead.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.data.get()).expect("a RawValue holds valid JSON")
+    }
+}
+
+/// Equal when they sit at the same place and their documents are the same JSON, however spaced.
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta
+            && self.event_type == other.event_type
+            && (self.data.get() == other.data.get() || self.value() == other.value())
+    }
 }
 
 /// An event on its way into the store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewEvent {
     /// The event's type name.
     pub event_type: &'static str,
-    /// The event document, including `type`.
-    pub data: Value,
+    /// The event document, including `type`, as JSON text.
+    pub data: Box<RawValue>,
+}
+
+impl NewEvent {
+    /// An event of type `event_type` with the document `data` (which includes `"type"`), e.g. for
+    /// a provider's tests or an import.
+    pub fn from_value(event_type: &'static str, data: &Value) -> NewEvent {
+        NewEvent {
+            event_type,
+            data: serde_json::value::to_raw_value(data).expect("a Value always serializes"),
+        }
+    }
 }
 
 /// An aggregate state stored with its last event (evtstore's `persistAggregate`), reused only

@@ -395,10 +395,8 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 /// Appending returns the stored events with versions and increasing positions; reads find them.
 pub async fn append_returns_stored_events(factory: &impl Factory) {
     let provider = factory.provider(100).await;
-    let event = |n: u32| NewEvent {
-        event_type: "incremented",
-        data: json!({"type": "incremented", "by": n}),
-    };
+    let event =
+        |n: u32| NewEvent::from_value("incremented", &json!({"type": "incremented", "by": n}));
     let first = provider
         .append("examples", "a", 0, &[event(1)], None)
         .await
@@ -488,7 +486,7 @@ pub async fn stored_event_shape(factory: &impl Factory) {
         .get_events_for("examples", "a", 0, 100)
         .await
         .unwrap();
-    let data: Vec<_> = stored.iter().map(|e| e.data.clone()).collect();
+    let data: Vec<_> = stored.iter().map(|e| e.value()).collect();
     assert_eq!(
         data,
         [
@@ -509,7 +507,11 @@ pub async fn stored_event_shape(factory: &impl Factory) {
         "timestamp {timestamp} is not now"
     );
     // A document written by evtstore reads back.
-    let event = ExampleEvent::from_json(&json!({"type": "noted", "noteText": "x"})).unwrap();
+    let written = serde_json::value::RawValue::from_string(
+        r#"{ "noteText" : "x", "type" : "noted" }"#.to_owned(),
+    )
+    .unwrap();
+    let event = ExampleEvent::from_json("noted", &written).unwrap();
     assert_eq!(
         event,
         ExampleEvent::Noted(Noted {
@@ -638,10 +640,10 @@ pub async fn version_conflict(factory: &impl Factory) {
             "examples",
             "a",
             0,
-            &[NewEvent {
-                event_type: "created",
-                data: json!({"type": "created", "name": "x"}),
-            }],
+            &[NewEvent::from_value(
+                "created",
+                &json!({"type": "created", "name": "x"}),
+            )],
             None,
         )
         .await
@@ -660,10 +662,7 @@ pub async fn version_conflict(factory: &impl Factory) {
 /// A multi-event append that conflicts stores none of its events.
 pub async fn failed_append_stores_nothing(factory: &impl Factory) {
     let provider = factory.provider(100).await;
-    let noted = NewEvent {
-        event_type: "noted",
-        data: json!({"type": "noted"}),
-    };
+    let noted = NewEvent::from_value("noted", &json!({"type": "noted"}));
     provider
         .append("examples", "a", 0, std::slice::from_ref(&noted), None)
         .await
@@ -997,10 +996,10 @@ pub async fn malformed_event(factory: &impl Factory) {
             "examples",
             "a",
             1,
-            &[NewEvent {
-                event_type: "incremented",
-                data: json!({"type": "incremented", "by": "many"}),
-            }],
+            &[NewEvent::from_value(
+                "incremented",
+                &json!({"type": "incremented", "by": "many"}),
+            )],
             None,
         )
         .await
@@ -1032,10 +1031,10 @@ pub async fn malformed_event(factory: &impl Factory) {
             "others",
             "x",
             0,
-            &[NewEvent {
-                event_type: "vanished",
-                data: json!({"type": "vanished"}),
-            }],
+            &[NewEvent::from_value(
+                "vanished",
+                &json!({"type": "vanished"}),
+            )],
             None,
         )
         .await
@@ -1099,10 +1098,7 @@ fn planted(snapshot_version: &str, version: u64) -> Snapshot {
 /// A stored snapshot with the aggregate's version is used, and later events are folded on it.
 pub async fn snapshot_present(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
-    let added = |n: u64| NewEvent {
-        event_type: "added",
-        data: json!({"type": "added", "n": n}),
-    };
+    let added = |n: u64| NewEvent::from_value("added", &json!({"type": "added", "n": n}));
     let provider = domain.provider();
     provider
         .append("counters", "c", 0, &[added(1), added(2)], None)
@@ -1146,10 +1142,7 @@ pub async fn snapshot_present(factory: &impl Factory) {
 /// and the next command stores one of the current version.
 pub async fn snapshot_version_mismatch(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
-    let added = |n: u64| NewEvent {
-        event_type: "added",
-        data: json!({"type": "added", "n": n}),
-    };
+    let added = |n: u64| NewEvent::from_value("added", &json!({"type": "added", "n": n}));
     let provider = domain.provider();
     provider
         .append("counters", "c", 0, &[added(1), added(2)], None)
@@ -1218,10 +1211,10 @@ pub async fn concurrent_writers_one_aggregate(factory: &impl Factory) {
             let mut won = Vec::new();
             let mut conflicts = 0u32;
             for n in 0..EACH {
-                let event = NewEvent {
-                    event_type: "incremented",
-                    data: json!({"type": "incremented", "by": writer * 1000 + n}),
-                };
+                let event = NewEvent::from_value(
+                    "incremented",
+                    &json!({"type": "incremented", "by": writer * 1000 + n}),
+                );
                 loop {
                     let last = provider.get_last_event_for("examples", "a").await.unwrap();
                     let version = last.map_or(0, |e| e.meta.version);
@@ -1261,7 +1254,7 @@ pub async fn concurrent_writers_one_aggregate(factory: &impl Factory) {
     assert_eq!(history.len() as u64, total);
     let values: BTreeSet<_> = history
         .iter()
-        .map(|e| e.data["by"].as_u64().unwrap())
+        .map(|e| e.value()["by"].as_u64().unwrap())
         .collect();
     assert_eq!(
         values.len() as u64,

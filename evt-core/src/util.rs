@@ -47,6 +47,21 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The `type` of a stored event document (`""` when it has none), read without decoding the rest:
+/// what a provider puts in [`StoredEvent::event_type`](crate::StoredEvent::event_type).
+pub fn event_type(json: &serde_json::value::RawValue) -> String {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(borrow, rename = "type")]
+        event_type: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Typed>(json.get())
+        .ok()
+        .and_then(|typed| typed.event_type)
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,7 @@ fn generate(
         let ident = &variant.ident;
         let from_json = match &variant.fields {
             Fields::Unit => quote!(::core::result::Result::Ok(#ident)),
-            _ => quote!(<Self as #krate::__private::serde::Deserialize>::deserialize(value)),
+            _ => quote!(#krate::__private::decode::<Self>(json)),
         };
         quote! {
             impl ::core::convert::From<#ident> for #name {
@@ -236,9 +236,9 @@ fn generate(
                 type Event = #name;
                 const TYPE: &'static str = #type_name;
                 fn from_json(
-                    value: &#krate::__private::serde_json::Value,
+                    json: &#krate::__private::serde_json::value::RawValue,
                 ) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
-                    let _ = value;
+                    let _ = json;
                     #from_json
                 }
             }
@@ -260,7 +260,8 @@ fn generate(
     });
 
     let idents: Vec<_> = variants.iter().map(|v| &v.variant.ident).collect();
-    let value = format_ident!("value", span = proc_macro2::Span::mixed_site());
+    let event_type = format_ident!("event_type", span = proc_macro2::Span::mixed_site());
+    let json = format_ident!("json", span = proc_macro2::Span::mixed_site());
     let items = quote! {
         #(#structs)*
 
@@ -294,15 +295,18 @@ fn generate(
                 }
             }
 
-            fn to_json(&self) -> ::core::result::Result<#krate::__private::serde_json::Value, #krate::__private::serde_json::Error> {
+            fn to_json(&self) -> ::core::result::Result<#krate::__private::Box<#krate::__private::serde_json::value::RawValue>, #krate::__private::serde_json::Error> {
                 match self {
                     #(#name::#idents(event) => #krate::__private::encode(<#idents as #krate::EventVariant>::TYPE, event),)*
                 }
             }
 
-            fn from_json(#value: &#krate::__private::serde_json::Value) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
-                match #krate::__private::event_type(#value)? {
-                    #(#type_names => <#idents as #krate::EventVariant>::from_json(#value).map(#name::#idents),)*
+            fn from_json(
+                #event_type: &str,
+                #json: &#krate::__private::serde_json::value::RawValue,
+            ) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
+                match #event_type {
+                    #(#type_names => <#idents as #krate::EventVariant>::from_json(#json).map(#name::#idents),)*
                     other => ::core::result::Result::Err(#krate::__private::unknown_type(other, <Self as #krate::Event>::TYPES)),
                 }
             }

@@ -305,7 +305,10 @@ impl MongoProvider {
         for (n, event) in (0_u64..).zip(events) {
             let version = expected_version + 1 + n;
             let position = first_position + n;
-            let data = match bson::to_bson(&event.data) {
+            // Through a `Value`, so that numbers become the BSON types they always were.
+            let value: serde_json::Value = serde_json::from_str(event.data.get())
+                .map_err(|e| Attempt::Malformed(e.to_string()))?;
+            let data = match bson::to_bson(&value) {
                 Ok(Bson::Document(data)) => data,
                 Ok(_) => return Err(Attempt::Malformed("an event must be a document".into())),
                 Err(e) => return Err(Attempt::Malformed(e.to_string())),
@@ -463,6 +466,12 @@ fn stored_event(document: &Document) -> Result<StoredEvent, Error> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let data = serde_json::value::to_raw_value(&data).map_err(|e| {
+        Error::provider(
+            format!("read the event at position {}", meta.position),
+            e.to_string(),
+        )
+    })?;
     Ok(StoredEvent {
         meta,
         event_type,

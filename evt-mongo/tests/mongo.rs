@@ -9,10 +9,7 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 
 fn event(data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        event_type: "noted",
-        data,
-    }
+    NewEvent::from_value("noted", &data)
 }
 
 async fn raw_events(provider: &MongoProvider) -> Vec<Document> {
@@ -225,10 +222,7 @@ async fn an_event_that_does_not_decode_stops_the_handler_before_it() {
         .await
         .unwrap();
     // Written by another program: `by` should be a number.
-    let wrong = NewEvent {
-        event_type: "incremented",
-        data: json!({"type": "incremented", "by": "x"}),
-    };
+    let wrong = NewEvent::from_value("incremented", &json!({"type": "incremented", "by": "x"}));
     let bad = provider
         .append("examples", "a", 1, &[wrong], None)
         .await

@@ -8,10 +8,7 @@ use serde_json::json;
 use sqlx::Row;
 
 fn event(data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        event_type: "noted",
-        data,
-    }
+    NewEvent::from_value("noted", &data)
 }
 
 #[tokio::test]
@@ -82,7 +79,16 @@ async fn table_names_are_checked() {
 #[tokio::test]
 async fn a_failing_append_leaves_nothing_half_written() {
     let provider = common::fresh(100).await;
-    // `jsonb` cannot hold a NUL character, so the second event fails inside the statement.
+    // A table made with `jsonb` columns (as older versions did) keeps working; and `jsonb` cannot
+    // hold a NUL character, so the second event fails inside the statement.
+    sqlx::query(&format!(
+        "ALTER TABLE {0} ALTER COLUMN event TYPE jsonb USING event::jsonb, \
+         ALTER COLUMN snapshot TYPE jsonb USING snapshot::jsonb",
+        provider.events_table_name()
+    ))
+    .execute(provider.pool())
+    .await
+    .unwrap();
     let error = provider
         .append(
             "examples",
@@ -115,6 +121,11 @@ async fn a_failing_append_leaves_nothing_half_written() {
         .await
         .unwrap();
     assert_eq!(stored[0].meta.version, 1);
+    let read = provider
+        .get_events_for("examples", "a", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(read, stored, "read back from `jsonb`");
 }
 
 #[tokio::test]

@@ -89,8 +89,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evt_core::chrono::DateTime;
+use evt_core::util;
 use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -288,7 +289,7 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, Error> {
                 .ok_or_else(|| format!("`timestamp` is out of range: {millis}"))?,
         };
         let text = get_text("event")?;
-        let data = match serde_json::from_str(&text) {
+        let data = match RawValue::from_string(text) {
             Ok(data) => data,
             Err(error) => {
                 tracing::warn!(
@@ -296,15 +297,12 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, Error> {
                     %error,
                     "the `event` of a stored row is not JSON; kept as a string"
                 );
-                Value::String(text)
+                let text = get_text("event")?;
+                serde_json::value::to_raw_value(&text).map_err(|e| e.to_string())?
             }
         };
         Ok(StoredEvent {
-            event_type: data
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            event_type: util::event_type(&data),
             meta,
             data,
         })
@@ -355,13 +353,26 @@ impl SqliteProvider {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let operation = || format!("open the SQLite file `{}`", path.display());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            // sqlx pings a connection when it goes back to the pool; no second ping before use.
-            .test_before_acquire(false)
-            .connect_with(Self::connect_options(path))
-            .await
-            .map_err(|e| failed(operation(), e))?;
+        // Two processes creating the same file at once may both try to switch it to WAL; SQLite
+        // then fails one at once with `database is locked` (waiting could deadlock), so retry.
+        let mut attempt = 0;
+        let pool = loop {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                // sqlx pings a connection when it goes back to the pool; no second ping before use.
+                .test_before_acquire(false)
+                .connect_with(Self::connect_options(path))
+                .await;
+            match pool {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("5") && attempt < 20 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                }
+                pool => break pool.map_err(|e| failed(operation(), e))?,
+            }
+        };
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&pool)
             .await
@@ -504,7 +515,7 @@ impl SqliteProvider {
                 .bind(aggregate_id)
                 .bind(bound(version))
                 .bind(timestamp.timestamp_millis())
-                .bind(event.data.to_string())
+                .bind(event.data.get())
                 .bind(snapshot.as_deref().filter(|_| last))
                 .fetch_one(&mut *transaction)
                 .await?;

@@ -12,10 +12,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
 fn event(data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        event_type: "noted",
-        data,
-    }
+    NewEvent::from_value("noted", &data)
 }
 
 fn noted() -> NewEvent {
@@ -460,7 +457,7 @@ async fn a_row_that_is_not_json_is_named_when_loaded_and_handled() {
         .get_events_for("examples", "a", 1, 100)
         .await
         .unwrap();
-    assert_eq!(stored[0].data, json!("not json"), "kept as a string");
+    assert_eq!(stored[0].value(), json!("not json"), "kept as a string");
     let position = stored[0].meta.position;
 
     let domain = Domain::new(provider.clone());

@@ -65,10 +65,10 @@ async fn child_writer(path: String) {
     let mut conflicts = 0;
     for n in 0..EACH {
         let id = format!("a{}", n % AGGREGATES);
-        let event = NewEvent {
-            event_type: "incremented",
-            data: json!({"type": "incremented", "by": n, "writer": writer}),
-        };
+        let event = NewEvent::from_value(
+            "incremented",
+            &json!({"type": "incremented", "by": n, "writer": writer}),
+        );
         loop {
             let last = provider.get_last_event_for("examples", &id).await.unwrap();
             let version = last.map_or(0, |e| e.meta.version);
@@ -167,8 +167,9 @@ async fn two_processes_append_while_a_handler_reads() {
     let written: BTreeSet<(String, u64)> = stored
         .iter()
         .map(|e| {
-            let writer = e.data["writer"].as_str().unwrap().to_owned();
-            (writer, e.data["by"].as_u64().unwrap())
+            let data = e.value();
+            let writer = data["writer"].as_str().unwrap().to_owned();
+            (writer, data["by"].as_u64().unwrap())
         })
         .collect();
     assert_eq!(written.len() as u64, 2 * EACH);
