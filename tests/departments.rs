@@ -56,7 +56,7 @@ fn fold_applies_department_created() {
         performed_by: None,
     }
     .into();
-    department.fold(&event);
+    department.fold(event);
     assert_eq!(department.name, "Engineering");
     assert_eq!(department.data_context, DataContext::Live);
 }

@@ -17,12 +17,12 @@ pub struct Department {
 
 #[aggregate(stream = "departments", events = DepartmentEvent)]
 impl Department {
-    fn created(&mut self, event: &DepartmentCreated) {
-        self.name.clone_from(&event.name);
+    fn created(&mut self, event: DepartmentCreated) {
+        self.name = event.name;
     }
 
-    fn manager_added(&mut self, event: &DepartmentManagerAdded) {
-        self.managers.push(event.user_phone.clone());
+    fn manager_added(&mut self, event: DepartmentManagerAdded) {
+        self.managers.push(event.user_phone);
     }
 }
 
@@ -86,12 +86,12 @@ pub mod snapshot {
 
     #[aggregate(stream = "snapshot-departments", events = SnapshotDepartmentEvent, snapshot = "1")]
     impl SnapshotDepartment {
-        fn created(&mut self, event: &DepartmentCreated) {
-            self.name.clone_from(&event.name);
+        fn created(&mut self, event: DepartmentCreated) {
+            self.name = event.name;
         }
 
-        fn manager_added(&mut self, event: &DepartmentManagerAdded) {
-            self.managers.push(event.user_phone.clone());
+        fn manager_added(&mut self, event: DepartmentManagerAdded) {
+            self.managers.push(event.user_phone);
         }
     }
 }

@@ -24,7 +24,7 @@ pub trait Aggregate: Clone + Send + Sync + 'static {
     fn create() -> Self;
 
     /// Applies one event (evtstore's `fold`); events without a fold method leave the state as it is.
-    fn fold(&mut self, event: &Self::Event);
+    fn fold(&mut self, event: Self::Event);
 
     /// The state as a snapshot document. Generated when `SNAPSHOT` is set.
     fn to_snapshot(&self) -> Result<Value, serde_json::Error> {
@@ -87,7 +87,7 @@ impl<A: Aggregate> Versioned<A> {
                 source,
             }
         })?;
-        self.state.fold(&event);
+        self.state.fold(event);
         self.version = meta.version;
         Ok(())
     }

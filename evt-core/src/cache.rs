@@ -90,7 +90,7 @@ mod tests {
         fn create() -> Self {
             Count(0)
         }
-        fn fold(&mut self, _: &Never) {}
+        fn fold(&mut self, _: Never) {}
     }
 
     fn at(id: &str, version: u64) -> Versioned<Count> {

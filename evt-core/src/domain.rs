@@ -153,10 +153,11 @@ impl Domain {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let stored_version = aggregate.version;
-        for event in &events {
+        aggregate.version += events.len() as u64;
+        let count = events.len();
+        for event in events {
             aggregate.state.fold(event);
         }
-        aggregate.version += events.len() as u64;
         let snapshot = match A::SNAPSHOT {
             Some(snapshot_version) => Some(Snapshot {
                 snapshot_version: snapshot_version.to_owned(),
@@ -178,7 +179,7 @@ impl Domain {
             stream = A::STREAM,
             aggregate_id = aggregate.id,
             version = stored_version,
-            events = events.len()
+            events = count
         );
         self.provider
             .append(

@@ -48,6 +48,9 @@ pub trait EventVariant: Into<Self::Event> + Sized {
 pub trait EventOf<E>: Sized {
     /// This variant of the enum, if `event` is one.
     fn from_event(event: &E) -> Option<&Self>;
+
+    /// This variant of the enum, if `event` is one; otherwise `event` back.
+    fn take(event: E) -> Result<Self, E>;
 }
 
 /// Ties an event enum to the stream of the aggregate that folds it.

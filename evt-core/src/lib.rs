@@ -130,6 +130,9 @@ pub use evt_macros::event;
 
 /// Implements [`Aggregate`] from an impl block of fold methods, one per event type it handles.
 ///
+/// A fold method is `fn name(&mut self, event: EventType)`: it takes its event by value (to move
+/// the event's fields into the state without cloning) or by reference (`event: &EventType`).
+///
 /// Arguments: `stream = "..."` (required), `events = EnumType` (required),
 /// `snapshot = "1"` (persist the state, reused only with the same version; needs `Serialize` and
 /// `Deserialize`), `create = path::to_fn` (initial state; `Default::default` otherwise),

@@ -20,10 +20,11 @@ struct Args {
     krate: Option<syn::Path>,
 }
 
-/// A fold method: its name and the event type it takes.
+/// A fold method: its name and the event type it takes, by value or by reference.
 struct Fold<'a> {
     method: &'a syn::Ident,
     event: &'a syn::Type,
+    by_value: bool,
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -92,7 +93,7 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     args
 }
 
-const FOLD_SHAPE: &str = "fold methods take `&mut self` and one event by reference: \
+const FOLD_SHAPE: &str = "fold methods take `&mut self` and one event, by reference or by value: \
                           `fn created(&mut self, event: &DepartmentCreated)` \
                           (every function of an `#[aggregate]` block is a fold method; put helpers in another `impl` block)";
 
@@ -140,11 +141,12 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
                 continue;
             }
         }
-        let event = match (inputs.next(), inputs.next()) {
+        let (event, by_value) = match (inputs.next(), inputs.next()) {
             (Some(FnArg::Typed(arg)), None) => match &*arg.ty {
                 syn::Type::Reference(reference) if reference.mutability.is_none() => {
-                    &*reference.elem
+                    (&*reference.elem, false)
                 }
+                by_value @ syn::Type::Path(_) => (by_value, true),
                 other => {
                     cx.error_spanned_by(other, FOLD_SHAPE);
                     continue;
@@ -177,6 +179,7 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
         folds.push(Fold {
             method: &sig.ident,
             event,
+            by_value,
         });
     }
     folds
@@ -189,15 +192,26 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
     let krate = args::runtime_path(args.krate.clone());
     let self_ty = &input.self_ty;
     let event = syn::Ident::new("__evt_event", proc_macro2::Span::mixed_site());
-    let dispatch = folds.iter().map(|Fold { method, event: ty }| {
-        quote_spanned! {ty.span()=>
-            if let ::core::option::Option::Some(event) =
-                <#ty as #krate::EventOf<#events>>::from_event(#event)
-            {
-                return Self::#method(self, event);
+    let variant = syn::Ident::new("__evt_variant", proc_macro2::Span::mixed_site());
+    let dispatch = folds.iter().map(
+        |Fold {
+             method,
+             event: ty,
+             by_value,
+         }| {
+            let arg = if *by_value {
+                quote!(#variant)
+            } else {
+                quote!(&#variant)
+            };
+            quote_spanned! {ty.span()=>
+                let #event = match <#ty as #krate::EventOf<#events>>::take(#event) {
+                    ::core::result::Result::Ok(#variant) => return Self::#method(self, #arg),
+                    ::core::result::Result::Err(#event) => #event,
+                };
             }
-        }
-    });
+        },
+    );
     let create = match &args.create {
         Some(path) => quote!(#path()),
         None => quote_spanned!(self_ty.span()=> <Self as ::core::default::Default>::default()),
@@ -237,7 +251,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
             }
 
             #[allow(unused_variables)]
-            fn fold(&mut self, #event: &#events) {
+            fn fold(&mut self, #event: #events) {
                 #(#dispatch)*
             }
         }

@@ -250,6 +250,13 @@ fn generate(
                         _ => ::core::option::Option::None,
                     }
                 }
+                #[allow(unreachable_patterns)]
+                fn take(event: #name) -> ::core::result::Result<Self, #name> {
+                    match event {
+                        #name::#ident(event) => ::core::result::Result::Ok(event),
+                        other => ::core::result::Result::Err(other),
+                    }
+                }
             }
             impl #krate::IntoEvents<#name> for #ident {
                 fn into_events(self) -> #krate::__private::Vec<#name> {

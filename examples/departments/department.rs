@@ -56,36 +56,37 @@ pub struct Department {
 
 #[aggregate(stream = "departments", events = DepartmentEvent, snapshot = "1")]
 impl Department {
-    fn created(&mut self, event: &DepartmentCreated) {
+    // A fold method takes its event by value (to move its fields into the state) or by reference.
+    fn created(&mut self, event: DepartmentCreated) {
         *self = Department {
-            tenant_id: event.tenant_id.clone(),
-            name: event.name.clone(),
-            description: event.description.clone().unwrap_or_default(),
+            tenant_id: event.tenant_id,
+            name: event.name,
+            description: event.description.unwrap_or_default(),
             data_context: event.data_context,
             ..Department::default()
         };
     }
 
-    fn updated(&mut self, event: &DepartmentUpdated) {
-        if let Some(name) = &event.name {
-            self.name = name.clone();
+    fn updated(&mut self, event: DepartmentUpdated) {
+        if let Some(name) = event.name {
+            self.name = name;
         }
-        if let Some(description) = &event.description {
-            self.description = description.clone();
+        if let Some(description) = event.description {
+            self.description = description;
         }
     }
 
-    fn manager_added(&mut self, event: &DepartmentManagerAdded) {
-        self.managers.push(event.user_phone.clone());
+    fn manager_added(&mut self, event: DepartmentManagerAdded) {
+        self.managers.push(event.user_phone);
     }
 
     fn manager_removed(&mut self, event: &DepartmentManagerRemoved) {
         self.managers.retain(|phone| *phone != event.user_phone);
     }
 
-    fn deleted(&mut self, event: &DepartmentDeleted) {
+    fn deleted(&mut self, event: DepartmentDeleted) {
         self.deleted = true;
-        self.deleted_by = event.deleted_by.clone();
+        self.deleted_by = event.deleted_by;
     }
 }
 

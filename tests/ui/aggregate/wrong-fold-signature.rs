@@ -13,8 +13,8 @@ pub struct Department {
 
 #[aggregate(stream = "departments", events = DepartmentEvent)]
 impl Department {
-    fn created(&mut self, event: DepartmentCreated) {
-        self.name = event.name;
+    fn created(&mut self, event: &mut DepartmentCreated) {
+        self.name = std::mem::take(&mut event.name);
     }
 }
 
