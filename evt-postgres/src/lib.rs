@@ -61,6 +61,14 @@
 //!
 //! Handlers in the same process are woken by each append; other processes' appends are found by
 //! polling.
+//!
+//! # Performance
+//!
+//! A command costs two round trips: one read of the aggregate's events, one append (the pool does
+//! not ping a connection before each use). Reads of one aggregate select only what the caller does
+//! not know. Handlers read pages by position through the `(stream, position)` index; after a bulk
+//! import into a new table, run `ANALYZE` (autovacuum does it within a minute), or PostgreSQL may
+//! plan the first reads as a sort of every later event.
 
 use async_trait::async_trait;
 use evt_core::util::{self, check_identifier, redact_url};
