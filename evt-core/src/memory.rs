@@ -1,6 +1,6 @@
 //! The in-memory provider: the reference implementation, for tests and examples.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -8,6 +8,10 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::provider::{Meta, NewEvent, Provider, Snapshot, StoredEvent};
+
+/// Maps keyed by stream and aggregate id: a fast hash (foldhash), since a command looks up
+/// several and the keys are the application's own.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// The page size of [`MemoryProvider::new`].
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -82,7 +86,8 @@ impl State {
 
     fn versions_mut(&mut self, stream: &str, aggregate_id: &str) -> &mut Vec<usize> {
         if !self.aggregates.contains_key(stream) {
-            self.aggregates.insert(stream.to_owned(), HashMap::new());
+            self.aggregates
+                .insert(stream.to_owned(), HashMap::default());
         }
         let ids = self.aggregates.get_mut(stream).expect("inserted above");
         if !ids.contains_key(aggregate_id) {

@@ -76,12 +76,17 @@
 //!
 //! Reads across several streams merge each stream's run of the `(stream, position)` index, so a
 //! page costs at most `limit` index entries per stream, however rare the streams are in the log.
+//! A page comes back from SQLite as one JSON array (`json_group_array`) rather than row by row,
+//! which is what makes reads fast through sqlx.
 //!
 //! # Limits
 //!
 //! WAL needs shared memory between the processes: the file must be on a local disk (not NFS or
 //! SMB), and every process on the same machine. `:memory:` is not a file: each pooled connection
 //! would get its own empty database; use a file in a temporary directory instead.
+//!
+//! A page of events is one SQLite value, so it must stay under SQLite's string limit (1 GB by
+//! default): with events of several megabytes, lower [`SqliteProvider::limit`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -95,7 +100,7 @@ use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
 use tokio::sync::watch;
 
@@ -113,6 +118,15 @@ pub const MAX_CONNECTIONS: u32 = 4;
 
 /// The columns an event is read from.
 const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event";
+
+/// A query of event rows, read as one JSON array of `[position, stream, aggregate_id, version,
+/// timestamp, event]` rows: sqlx hands each row from its SQLite thread to the async side
+/// separately, which costs more than reading the events (a 10,001-event load took about 80 ms
+/// row by row, 30 ms as one value per page). The event text goes in as a JSON string, so a row
+/// whose `event` is not JSON still reads (see [`page_event`]).
+fn page(select: &str) -> String {
+    format!("SELECT json_group_array(json_array({COLUMNS})) FROM ({select})")
+}
 
 /// Events, bookmarks and snapshots in an SQLite file.
 #[derive(Debug, Clone)]
@@ -150,18 +164,18 @@ impl Sql {
                 "INSERT INTO {events} (stream, aggregate_id, version, timestamp, event, snapshot) \
                  VALUES (?, ?, ?, ?, ?, ?) RETURNING position"
             ),
-            events_from_one: format!(
+            events_from_one: page(&format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND position > ? \
                  ORDER BY position LIMIT ?"
-            ),
-            events_for: format!(
+            )),
+            events_for: page(&format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ? \
                  AND version > ? ORDER BY version LIMIT ?"
-            ),
-            last_event_for: format!(
+            )),
+            last_event_for: page(&format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ? \
                  ORDER BY version DESC LIMIT 1"
-            ),
+            )),
             snapshot: format!(
                 "SELECT snapshot FROM {events} WHERE stream = ? AND aggregate_id = ? \
                  AND snapshot IS NOT NULL ORDER BY version DESC LIMIT 1"
@@ -182,10 +196,10 @@ impl Sql {
              ORDER BY position LIMIT ?)",
             quoted(events)
         );
-        format!(
+        page(&format!(
             "{} ORDER BY position LIMIT ?",
             vec![one; count].join(" UNION ALL ")
-        )
+        ))
     }
 
     /// The last position of `count` streams. Binds each stream.
@@ -268,27 +282,34 @@ fn distinct<'a>(streams: &[&'a str]) -> Vec<&'a str> {
     distinct
 }
 
+/// The events of a page read by a [`page`] query.
+fn page_events(text: &str) -> Result<Vec<Arc<StoredEvent>>, Error> {
+    let rows: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|e| Error::provider("read a page of events", e.to_string()))?;
+    rows.into_iter()
+        .map(|row| page_event(row).map(Arc::new))
+        .collect()
+}
+
 /// A row as a stored event.
 ///
 /// A row whose place (stream, id, version, timestamp) does not read is an error naming its
 /// position. An `event` that is not JSON is kept as a JSON string: the event then has no type,
 /// and loading or handling it fails with an error naming its stream, id, version and position,
 /// instead of the row being skipped.
-fn stored_event(row: &SqliteRow) -> Result<StoredEvent, Error> {
-    let position = row.try_get::<i64, _>("position");
+fn page_event(row: &RawValue) -> Result<StoredEvent, Error> {
+    type Row = (i64, String, String, i64, i64, String);
     let read = || -> Result<StoredEvent, String> {
-        let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(|e| e.to_string());
-        let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|e| e.to_string());
-        let millis = get_i64("timestamp")?;
+        let (position, stream, aggregate_id, version, millis, text): Row =
+            serde_json::from_str(row.get()).map_err(|_| malformed(row))?;
         let meta = Meta {
-            stream: get_text("stream")?,
-            aggregate_id: get_text("aggregate_id")?,
-            version: non_negative(get_i64("version")?, "version")?,
-            position: non_negative(get_i64("position")?, "position")?,
+            stream,
+            aggregate_id,
+            version: non_negative(version, "version")?,
+            position: non_negative(position, "position")?,
             timestamp: DateTime::from_timestamp_millis(millis)
                 .ok_or_else(|| format!("`timestamp` is out of range: {millis}"))?,
         };
-        let text = get_text("event")?;
         let data = match RawValue::from_string(text) {
             Ok(data) => data,
             Err(error) => {
@@ -297,7 +318,7 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, Error> {
                     %error,
                     "the `event` of a stored row is not JSON; kept as a string"
                 );
-                let text = get_text("event")?;
+                let (.., text): Row = serde_json::from_str(row.get()).map_err(|e| e.to_string())?;
                 serde_json::value::to_raw_value(&text).map_err(|e| e.to_string())?
             }
         };
@@ -308,12 +329,39 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, Error> {
         })
     };
     read().map_err(|problem| {
+        let position = serde_json::from_str::<Vec<serde_json::Value>>(row.get())
+            .ok()
+            .and_then(|values| values.first().and_then(serde_json::Value::as_i64));
         let operation = match position {
-            Ok(position) => format!("read the event row at position {position}"),
-            Err(_) => "read an event row".to_owned(),
+            Some(position) => format!("read the event row at position {position}"),
+            None => "read an event row".to_owned(),
         };
         Error::provider(operation, format!("malformed event row: {problem}"))
     })
+}
+
+/// Which column of a row does not read.
+fn malformed(row: &RawValue) -> String {
+    let values: Vec<serde_json::Value> = serde_json::from_str(row.get()).unwrap_or_default();
+    let columns = [
+        "position",
+        "stream",
+        "aggregate_id",
+        "version",
+        "timestamp",
+        "event",
+    ];
+    for (i, column) in columns.into_iter().enumerate() {
+        let value = values.get(i).unwrap_or(&serde_json::Value::Null);
+        let text = matches!(column, "stream" | "aggregate_id" | "event");
+        if text && !value.is_string() {
+            return format!("`{column}` is not text: {value}");
+        }
+        if !text && !value.is_i64() {
+            return format!("`{column}` is not an integer: {value}");
+        }
+    }
+    format!("unreadable row {}", row.get())
 }
 
 impl SqliteProvider {
@@ -474,13 +522,17 @@ impl SqliteProvider {
         operation: impl Fn() -> String,
         query: sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let rows = query
-            .fetch_all(&self.pool)
+        let page: String = query
+            .fetch_one(&self.pool)
             .await
+            .and_then(|row| row.try_get(0))
             .map_err(|e| failed(operation(), e))?;
-        rows.iter()
-            .map(|row| stored_event(row).map(Arc::new))
-            .collect()
+        let mut events = page_events(&page)?;
+        // The query orders the rows it aggregates; SQLite does not promise to keep that order
+        // in the array, so check it (linear when it is kept). Position order is also version
+        // order within one aggregate.
+        events.sort_by_key(|event| event.meta.position);
+        Ok(events)
     }
 
     /// The append's transaction; `Ok(None)` is a version conflict found by the version check.
