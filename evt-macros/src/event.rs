@@ -68,6 +68,17 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
         if let Some((_, value)) = &variant.discriminant {
             cx.error_spanned_by(value, "event variants cannot have discriminants");
         }
+        if let Fields::Named(fields) = &variant.fields {
+            for field in &fields.named {
+                if stored_as_type(field) {
+                    cx.error_spanned_by(
+                        field,
+                        "an event field cannot be stored as `type`: the stored document's `type` \
+                         is the event's type name; rename the field",
+                    );
+                }
+            }
+        }
         let type_name = camel_case(&variant.ident.to_string());
         if seen.contains(&type_name) {
             cx.error_spanned_by(
@@ -80,6 +91,33 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
         variants.push(Variant { variant, type_name });
     }
     variants
+}
+
+/// Whether a field would be stored under the key `type` (named `r#type`, or renamed so).
+fn stored_as_type(field: &syn::Field) -> bool {
+    use syn::ext::IdentExt;
+    let named_type = field
+        .ident
+        .as_ref()
+        .is_some_and(|ident| ident.unraw() == "type");
+    let renamed_type = field
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("serde"))
+        .any(|attr| {
+            let mut renamed = false;
+            let _ = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    let value: syn::LitStr = meta.value()?.parse()?;
+                    renamed |= value.value() == "type";
+                } else if meta.input.peek(syn::Token![=]) {
+                    let _: syn::Expr = meta.value()?.parse()?;
+                }
+                Ok(())
+            });
+            renamed
+        });
+    named_type || renamed_type
 }
 
 /// The `Event` trait needs `Clone` and `Debug`; say so once rather than in three trait errors.
