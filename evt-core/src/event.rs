@@ -46,9 +46,6 @@ pub trait EventVariant: Into<Self::Event> + Sized {
     note = "an aggregate folds only the variants of the enum it names in `events = ...`"
 )]
 pub trait EventOf<E>: Sized {
-    /// This variant of the enum, if `event` is one.
-    fn from_event(event: &E) -> Option<&Self>;
-
     /// This variant of the enum, if `event` is one; otherwise `event` back.
     fn take(event: E) -> Result<Self, E>;
 }

@@ -282,13 +282,6 @@ fn generate(
             }
             impl #krate::EventOf<#name> for #ident {
                 #[allow(unreachable_patterns)]
-                fn from_event(event: &#name) -> ::core::option::Option<&Self> {
-                    match event {
-                        #name::#ident(event) => ::core::option::Option::Some(event),
-                        _ => ::core::option::Option::None,
-                    }
-                }
-                #[allow(unreachable_patterns)]
                 fn take(event: #name) -> ::core::result::Result<Self, #name> {
                     match event {
                         #name::#ident(event) => ::core::result::Result::Ok(event),
