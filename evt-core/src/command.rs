@@ -81,19 +81,22 @@ impl<A: Aggregate> Commands<A> {
         }
     }
 
-    /// Whether a failed attempt should be decided again: a version conflict with attempts left.
+    /// Whether a failed attempt should be decided again: a version conflict, or a store failure
+    /// that changed nothing ([`Error::Transient`]), with attempts left. An append whose outcome is
+    /// unknown ([`Error::AppendUnknown`]) is never decided again.
     pub fn should_retry<E>(
         &self,
         result: &Result<Versioned<A>, CommandError<E>>,
         attempt: u32,
         retries: u32,
     ) -> bool {
-        let retry = attempt < retries && matches!(result, Err(e) if e.is_version_conflict());
+        let retry = attempt < retries
+            && matches!(result, Err(e) if e.is_version_conflict() || e.is_transient());
         if retry {
             tracing::debug!(
                 stream = A::STREAM,
                 attempt,
-                "version conflict; deciding again"
+                "version conflict or transient failure; deciding again"
             );
         }
         retry

@@ -26,6 +26,37 @@ pub enum Error {
         expected: u64,
     },
 
+    /// An append was sent, but the connection failed before the store answered, and whether its
+    /// events were stored could not be settled (the provider looked for them and did not find
+    /// them, or could not look).
+    ///
+    /// Never retried automatically: load the aggregate to see whether the events are there
+    /// before deciding again, or the command may be applied twice.
+    #[error(
+        "append to `{stream}/{aggregate_id}` at version {expected}: outcome unknown, the events \
+         may or may not be stored ({source}); load the aggregate to see"
+    )]
+    AppendUnknown {
+        /// The aggregate's stream.
+        stream: String,
+        /// The aggregate's id.
+        aggregate_id: String,
+        /// The version the append expected to find.
+        expected: u64,
+        /// Why the outcome is unknown.
+        source: BoxError,
+    },
+
+    /// The store could not do it for now (unreachable, failing over, too busy with conflicting
+    /// writes); nothing was changed, and the same call may succeed if tried again.
+    #[error("{operation} failed for now, nothing was changed (try again): {source}")]
+    Transient {
+        /// What the provider was doing, e.g. "append to `departments/d-1` at version 3".
+        operation: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+
     /// A stored event could not be turned into the typed event.
     #[error(
         "cannot decode event at position {position} (`{stream}/{aggregate_id}` version {version}): {source}"
@@ -112,9 +143,27 @@ impl Error {
         }
     }
 
+    /// A failure that may pass if the same call is made again, with nothing changed in between.
+    pub fn transient(operation: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Transient {
+            operation: operation.into(),
+            source: source.into(),
+        }
+    }
+
     /// Whether this is a [`Error::VersionConflict`].
     pub fn is_version_conflict(&self) -> bool {
         matches!(self, Error::VersionConflict { .. })
+    }
+
+    /// Whether this is an [`Error::Transient`]: nothing was changed, and trying again may work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient { .. })
+    }
+
+    /// Whether this is an [`Error::AppendUnknown`]: the append may or may not be stored.
+    pub fn is_append_unknown(&self) -> bool {
+        matches!(self, Error::AppendUnknown { .. })
     }
 }
 
@@ -151,6 +200,11 @@ impl<E> CommandError<E> {
     /// Whether another writer appended to the aggregate first.
     pub fn is_version_conflict(&self) -> bool {
         matches!(self, CommandError::Store(e) if e.is_version_conflict())
+    }
+
+    /// Whether the store failed for now without changing anything ([`Error::Transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CommandError::Store(e) if e.is_transient())
     }
 }
 

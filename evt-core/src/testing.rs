@@ -20,6 +20,10 @@
 //! exactly one winner per version under concurrent writers, and handlers that see every event
 //! exactly once, in position order, while many writers append.
 
+mod proxy;
+
+pub use proxy::{Answered, CutProxy};
+
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};

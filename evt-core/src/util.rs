@@ -9,6 +9,33 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
+/// An aggregate id, stream or bookmark name for a message: as it is up to 100 characters, cut
+/// after 100 characters (never inside one) with its full length in bytes beyond that, so that a
+/// huge id cannot make a huge error.
+///
+/// ```
+/// # use evt_core::util::display_id;
+/// assert_eq!(display_id("d-1").to_string(), "d-1");
+/// assert_eq!(display_id(&"x".repeat(1000)).to_string(), format!("{}… (1000 bytes)", "x".repeat(100)));
+/// ```
+pub fn display_id(id: &str) -> DisplayId<'_> {
+    DisplayId(id)
+}
+
+/// An id cut for messages; see [`display_id`].
+#[derive(Debug, Clone, Copy)]
+pub struct DisplayId<'a>(&'a str);
+
+impl std::fmt::Display for DisplayId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const KEEP: usize = 100;
+        match self.0.char_indices().nth(KEEP) {
+            Some((cut, _)) => write!(f, "{}… ({} bytes)", &self.0[..cut], self.0.len()),
+            None => f.write_str(self.0),
+        }
+    }
+}
+
 /// Checks that `name` is a plain SQL identifier (an ASCII letter or `_`, then letters, digits or
 /// `_`, at most 63 in all), so that it can go into a statement as it is.
 pub fn check_identifier(name: &str) -> Result<&str, crate::Error> {
@@ -28,23 +55,67 @@ pub fn check_identifier(name: &str) -> Result<&str, crate::Error> {
     }
 }
 
-/// A connection URL without its password, for messages: `scheme://user:***@host/...`.
+/// A connection URL without its secrets, for messages: the password of `user:password@` and the
+/// value of every query parameter that may hold one (`password=`, `sslpassword=`,
+/// `tlsCertificateKeyFilePassword=`, `authMechanismProperties=`, any key with `pass`, `secret`
+/// or `token` in it) become `***`.
+///
+/// ```
+/// # use evt_core::util::redact_url;
+/// assert_eq!(
+///     redact_url("postgres://u:pw@db:5432/app?password=pw2&sslmode=require"),
+///     "postgres://u:***@db:5432/app?password=***&sslmode=require",
+/// );
+/// ```
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match base.find("://") {
+        Some(scheme) => {
+            let rest = &base[scheme + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let authority = &rest[..authority_end];
+            match authority.rfind('@') {
+                Some(at) => {
+                    let user = authority[..at].split(':').next().unwrap_or_default();
+                    let password = if authority[..at].contains(':') {
+                        ":***"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{}{user}{password}{}",
+                        &base[..scheme + 3],
+                        &base[scheme + 3 + at..]
+                    )
+                }
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
     }
+    redacted
+}
+
+/// Whether a URL query parameter's value may be a secret.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "authmechanismproperties"]
+        .iter()
+        .any(|word| key.contains(word))
 }
 
 /// The `type` of a stored event document (`""` when it has none), read without decoding the rest:
@@ -93,6 +164,32 @@ mod tests {
         );
         assert_eq!(redact_url("mongodb://host:27017"), "mongodb://host:27017");
         assert_eq!(redact_url("mongodb://user@host"), "mongodb://user@host");
+        // Every form the drivers accept.
+        for (url, redacted) in [
+            (
+                "postgres://u@h/db?password=WrongSecret_99",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://h/db?user=u&PASSWORD=s&sslmode=disable",
+                "postgres://h/db?user=u&PASSWORD=***&sslmode=disable",
+            ),
+            (
+                "postgres://u:p@ss@h/db?sslpassword=k",
+                "postgres://u:***@h/db?sslpassword=***",
+            ),
+            (
+                "mongodb://u:s@h1,h2/db?tlsCertificateKeyFilePassword=k&authMechanismProperties=AWS_SESSION_TOKEN:t",
+                "mongodb://u:***@h1,h2/db?tlsCertificateKeyFilePassword=***&authMechanismProperties=***",
+            ),
+            (
+                "postgres://u@h/db?application_name=a@b",
+                "postgres://u@h/db?application_name=a@b",
+            ),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+            assert!(!redact_url(url).contains("Secret"));
+        }
     }
 
     #[test]

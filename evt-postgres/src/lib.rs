@@ -23,14 +23,18 @@
 //!     timestamp    timestamptz NOT NULL,
 //!     event        json        NOT NULL,   -- {"type": "departmentCreated", ...}
 //!     snapshot     json,                   -- {"snapshotVersion", "version", "state"}, on the last event of an append
+//!     append_id    bigint,                 -- one random id per append (see "Unknown outcomes")
 //!     UNIQUE (stream, aggregate_id, version)
 //! );
+//! CREATE INDEX events_stream_position ON events (stream, position);
 //! CREATE TABLE bookmarks (bookmark text PRIMARY KEY, position bigint NOT NULL);
 //! ```
 //!
 //! The names are `events` and `bookmarks` unless set with [`PostgresProvider::events_table`] and
-//! [`PostgresProvider::bookmarks_table`]; a name must be a plain SQL identifier (checked, never
-//! quoted blindly). Events are `json`: the text as the event was encoded, stored and sent back
+//! [`PostgresProvider::bookmarks_table`]: `table` or `schema.table`, used exactly as written
+//! (quoted, as evtstore quotes them: `DeptEvents` is not `deptevents`, and `order` works),
+//! checked (no `"`, no control characters, at most 63 bytes a part) and refused where they would
+//! reach PostgreSQL's own catalogs (`pg_*`, `information_schema`). Events are `json`: the text as the event was encoded, stored and sent back
 //! without conversion (`jsonb` would be parsed on every append and printed on every read, a
 //! quarter of the server's time on a read of 1,000 events); they can still be queried
 //! (`event->>'name'`). Tables made with `jsonb` columns work as they are.
@@ -38,7 +42,8 @@
 //! # Design: correct under concurrent writers
 //!
 //! An append is one statement, so one implicit transaction and one round trip. It takes a
-//! transaction-scoped advisory lock (one per events table), checks the aggregate's last version,
+//! transaction-scoped advisory lock (one per events table, keyed by the table's OID, so that every
+//! spelling of one table takes the same lock), checks the aggregate's last version,
 //! and inserts the events; the lock is released when the transaction commits.
 //!
 //! *Atomic*: one statement, so all events or none.
@@ -62,6 +67,30 @@
 //! Handlers in the same process are woken by each append; other processes' appends are found by
 //! polling.
 //!
+//! # Unknown outcomes
+//!
+//! When the connection breaks after an append was sent (a server restart, a killed backend, a
+//! network failure), the statement may or may not have committed. The append then makes the
+//! same append again, with the same random `append_id`, on a new connection (for up to
+//! [`SETTLE_TIMEOUT`] while the server comes back). The version check and the unique index let
+//! at most one of the two commit, and the `append_id` at the first version says whose events
+//! are there: its own, and the append succeeds (stored once); another writer's, and it lost the
+//! race ([`Error::VersionConflict`]). Only a server out of reach for the whole timeout gives
+//! [`Error::AppendUnknown`], which commands never retry. A failure before the statement was sent
+//! (no connection) is [`Error::Transient`]: nothing was stored.
+//!
+//! # Connections and durability
+//!
+//! [`PostgresProvider::connect`] keeps a pool of up to [`DEFAULT_MAX_CONNECTIONS`] connections
+//! per provider, closes connections idle for [`DEFAULT_IDLE_TIMEOUT`], and waits up to
+//! [`DEFAULT_ACQUIRE_TIMEOUT`] for a free one; [`PostgresProvider::connect_with`] takes sqlx's
+//! pool options for other sizes. Count `instances × max_connections` against the server's
+//! `max_connections` (100 by default).
+//!
+//! An acknowledged append survives a crash of the server as long as `synchronous_commit` is `on`
+//! (PostgreSQL's default, which evt never changes); with `off`, the last appends before a crash
+//! may be lost (never half of one).
+//!
 //! # Performance
 //!
 //! A command costs two round trips: one read of the aggregate's events, one append (the pool does
@@ -70,8 +99,15 @@
 //! import into a new table, run `ANALYZE` (autovacuum does it within a minute), or PostgreSQL may
 //! plan the first reads as a sort of every later event.
 
+mod append;
+mod migrate;
+mod names;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
-use evt_core::util::{self, check_identifier, redact_url};
+use evt_core::util::{self, redact_url};
 use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -79,21 +115,38 @@ use sqlx::Connection;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use std::sync::Arc;
 use tokio::sync::watch;
 
+pub use append::SETTLE_TIMEOUT;
+use append::classify;
+use names::{TableName, lock_sql};
 pub use sqlx;
 
 /// The page size unless [`PostgresProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
+/// The most connections [`PostgresProvider::connect`] opens. A command uses one at a time, but
+/// sqlx checks a connection (one round trip) before it can be used again, so a sequential user
+/// needs two; 45 instances fit in PostgreSQL's default `max_connections` of 100. Appends to one
+/// table commit one at a time anyway; give more to many concurrent readers with
+/// [`PostgresProvider::connect_with`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 2;
+
+/// How long [`PostgresProvider::connect`]'s pool keeps an unused connection open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an operation of [`PostgresProvider::connect`]'s pool waits for a free connection
+/// before failing with [`Error::Transient`].
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Events, bookmarks and snapshots in PostgreSQL tables.
 #[derive(Debug, Clone)]
 pub struct PostgresProvider {
     pool: PgPool,
-    events: String,
-    bookmarks: String,
+    events: TableName,
+    bookmarks: TableName,
     limit: usize,
+    settle_timeout: Duration,
     appended: watch::Sender<u64>,
     sql: Sql,
 }
@@ -102,6 +155,7 @@ pub struct PostgresProvider {
 #[derive(Debug, Clone, Default)]
 struct Sql {
     append: String,
+    settle: String,
     events_from: String,
     events_for: String,
     last_event_for: String,
@@ -109,7 +163,6 @@ struct Sql {
     snapshot: String,
     get_position: String,
     set_position: String,
-    lock_key: i64,
 }
 
 const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event";
@@ -117,19 +170,28 @@ const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event
 const AGGREGATE_COLUMNS: &str = "position, version, timestamp, event";
 
 impl Sql {
-    fn new(events: &str, bookmarks: &str) -> Self {
+    fn new(events: &TableName, bookmarks: &TableName) -> Self {
+        let (events, bookmarks) = (&events.quoted, &bookmarks.quoted);
+        let lock = lock_sql("$1");
         Sql {
             append: format!(
-                "WITH locked AS (SELECT pg_advisory_xact_lock($1)), \
+                "WITH locked AS (SELECT {lock}), \
                  current AS (SELECT coalesce(max(version), 0) AS version FROM {events} \
                              WHERE stream = $2 AND aggregate_id = $3), \
                  inserted AS ( \
-                   INSERT INTO {events} (stream, aggregate_id, version, timestamp, event, snapshot) \
-                   SELECT $2, $3, $4 + e.ord, $5, e.event::json, CASE WHEN e.ord = $7 THEN $6::json END \
+                   INSERT INTO {events} \
+                     (stream, aggregate_id, version, timestamp, event, snapshot, append_id) \
+                   SELECT $2, $3, $4 + e.ord, $5, e.event::json, \
+                     CASE WHEN e.ord = $7 THEN $6::json END, $9 \
                    FROM locked, current, unnest($8::text[]) WITH ORDINALITY AS e(event, ord) \
                    WHERE current.version = $4 \
-                   RETURNING position, version) \
-                 SELECT position, version FROM inserted ORDER BY version"
+                   RETURNING position, version, timestamp) \
+                 SELECT position, version, timestamp FROM inserted ORDER BY version"
+            ),
+            settle: format!(
+                "SELECT position, version, timestamp, append_id FROM {events} \
+                 WHERE stream = $1 AND aggregate_id = $2 AND version > $3 AND version <= $3 + $4 \
+                 ORDER BY version"
             ),
             events_from: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ANY($1) AND position > $2 \
@@ -155,30 +217,12 @@ impl Sql {
                 "INSERT INTO {bookmarks} (bookmark, position) VALUES ($1, $2) \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
             ),
-            lock_key: lock_key(events),
         }
     }
 }
 
-/// The advisory lock of one events table: FNV-1a of its name, with a fixed prefix.
-fn lock_key(table: &str) -> i64 {
-    let hash = format!("evt:{table}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    i64::from_ne_bytes(hash.to_ne_bytes())
-}
-
 fn failed(operation: impl Into<String>, error: sqlx::Error) -> Error {
-    Error::provider(operation, error)
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "23505")
+    classify(operation, error)
 }
 
 fn non_negative(value: i64, what: &str) -> Result<u64, String> {
@@ -222,51 +266,72 @@ fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEv
 impl PostgresProvider {
     /// A provider over `pool`, with the tables `events` and `bookmarks`.
     pub fn new(pool: PgPool) -> Self {
-        let (events, bookmarks) = ("events".to_owned(), "bookmarks".to_owned());
+        let events = TableName::parse("events").expect("a valid name");
+        let bookmarks = TableName::parse("bookmarks").expect("a valid name");
         PostgresProvider {
             sql: Sql::new(&events, &bookmarks),
             pool,
             events,
             bookmarks,
             limit: DEFAULT_LIMIT,
+            settle_timeout: SETTLE_TIMEOUT,
             appended: watch::Sender::new(0),
         }
     }
 
-    /// Connects to `url` (`postgres://user:password@host:port/database`).
+    /// Connects to `url` (`postgres://user:password@host:port/database`, any form sqlx reads),
+    /// with a pool of up to [`DEFAULT_MAX_CONNECTIONS`] connections.
     ///
     /// Opens one connection first, so that a refused connection or wrong credentials are reported
     /// at once, with the driver's reason, instead of after the pool's acquire timeout.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let operation = || format!("connect to PostgreSQL at `{}`", redact_url(url));
-        let options: PgConnectOptions = url.parse().map_err(|e| failed(operation(), e))?;
-        let connection = PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| failed(operation(), e))?;
-        connection
-            .close()
-            .await
-            .map_err(|e| failed(operation(), e))?;
         let pool = PgPoolOptions::new()
-            .max_connections(10)
-            // sqlx pings a connection when it goes back to the pool; a second ping before each
-            // use would double every round trip. A connection that broke while idle fails one
-            // operation (which is reported; nothing is stored) and leaves the pool.
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .idle_timeout(DEFAULT_IDLE_TIMEOUT)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT);
+        Self::connect_with(url, pool).await
+    }
+
+    /// Connects to `url` with a pool made from `pool`: sqlx's options for its size and timeouts.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), evt_core::Error> {
+    /// use std::time::Duration;
+    /// use evt_postgres::{PostgresProvider, sqlx::postgres::PgPoolOptions};
+    ///
+    /// let pool = PgPoolOptions::new()
+    ///     .max_connections(8)
+    ///     .acquire_timeout(Duration::from_secs(5));
+    /// let provider = PostgresProvider::connect_with("postgres://127.0.0.1/app", pool).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The pool never pings a connection before using it (sqlx pings it when it goes back to the
+    /// pool; a second ping would double every round trip); a connection that broke while idle
+    /// fails one operation with [`Error::Transient`] and leaves the pool.
+    pub async fn connect_with(url: &str, pool: PgPoolOptions) -> Result<Self, Error> {
+        let operation = || format!("connect to PostgreSQL at `{}`", redact_url(url));
+        let failed = |e| Error::provider(operation(), e);
+        let options: PgConnectOptions = url.parse().map_err(failed)?;
+        let connection = PgConnection::connect_with(&options).await.map_err(failed)?;
+        connection.close().await.map_err(failed)?;
+        let pool = pool.test_before_acquire(false).connect_lazy_with(options);
         Ok(Self::new(pool))
     }
 
-    /// Stores events in the table `name` (a plain identifier).
+    /// Stores events in the table `name`: `table` or `schema.table`, used as written (case
+    /// included) and checked; see the crate docs.
     pub fn events_table(mut self, name: &str) -> Result<Self, Error> {
-        self.events = check_identifier(name)?.to_owned();
+        self.events = TableName::parse(name)?;
         self.sql = Sql::new(&self.events, &self.bookmarks);
         Ok(self)
     }
 
-    /// Stores bookmarks in the table `name` (a plain identifier).
+    /// Stores bookmarks in the table `name`: `table` or `schema.table`, used as written and
+    /// checked.
     pub fn bookmarks_table(mut self, name: &str) -> Result<Self, Error> {
-        self.bookmarks = check_identifier(name)?.to_owned();
+        self.bookmarks = TableName::parse(name)?;
         self.sql = Sql::new(&self.events, &self.bookmarks);
         Ok(self)
     }
@@ -277,67 +342,27 @@ impl PostgresProvider {
         self
     }
 
+    /// How long an append whose connection failed keeps trying to reach the server to find out
+    /// whether it was stored, before it reports [`Error::AppendUnknown`] ([`SETTLE_TIMEOUT`]
+    /// unless set).
+    pub fn settle_timeout(mut self, timeout: Duration) -> Self {
+        self.settle_timeout = timeout;
+        self
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// The name of the events table.
+    /// The name of the events table, as given.
     pub fn events_table_name(&self) -> &str {
-        &self.events
+        &self.events.given
     }
 
-    /// The name of the bookmarks table.
+    /// The name of the bookmarks table, as given.
     pub fn bookmarks_table_name(&self) -> &str {
-        &self.bookmarks
-    }
-
-    /// Creates the tables and indexes. Idempotent: run it on every start. Concurrent calls
-    /// (several instances starting at once) are serialised by the events table's advisory lock.
-    pub async fn migrate(&self) -> Result<(), Error> {
-        let (events, bookmarks) = (&self.events, &self.bookmarks);
-        let statements = [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {events} ( \
-                   position bigserial PRIMARY KEY, \
-                   stream text NOT NULL, \
-                   aggregate_id text NOT NULL, \
-                   version bigint NOT NULL, \
-                   timestamp timestamptz NOT NULL, \
-                   event json NOT NULL, \
-                   snapshot json, \
-                   UNIQUE (stream, aggregate_id, version))"
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {events}_stream_position ON {events} (stream, position)"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {bookmarks} ( \
-                   bookmark text PRIMARY KEY, \
-                   position bigint NOT NULL)"
-            ),
-        ];
-        let operation = || format!("migrate the tables `{events}` and `{bookmarks}`");
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| failed(operation(), e))?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.sql.lock_key)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|e| failed(operation(), e))?;
-        for statement in &statements {
-            sqlx::query(statement)
-                .execute(&mut *transaction)
-                .await
-                .map_err(|e| failed(operation(), e))?;
-        }
-        transaction
-            .commit()
-            .await
-            .map_err(|e| failed(operation(), e))
+        &self.bookmarks.given
     }
 
     async fn fetch_events(
@@ -469,57 +494,8 @@ impl Provider for PostgresProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let operation =
-            || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
-        let conflict = || Error::VersionConflict {
-            stream: stream.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            expected: expected_version,
-        };
-        let timestamp = util::now();
-        let snapshot = snapshot.map(|snapshot| snapshot.to_json().to_string());
-        let data: Vec<&str> = events.iter().map(|event| event.data.get()).collect();
-        let rows = sqlx::query(&self.sql.append)
-            .bind(self.sql.lock_key)
-            .bind(stream)
-            .bind(aggregate_id)
-            .bind(to_i64(expected_version, "version")?)
-            .bind(timestamp)
-            .bind(snapshot)
-            .bind(events.len() as i64)
-            .bind(data)
-            .fetch_all(&self.pool)
-            .await;
-        let rows = match rows {
-            Ok(rows) if rows.is_empty() => return Err(conflict()),
-            Ok(rows) => rows,
-            Err(error) if is_unique_violation(&error) => return Err(conflict()),
-            Err(error) => return Err(failed(operation(), error)),
-        };
-        let mut stored = Vec::with_capacity(events.len());
-        for (row, event) in rows.iter().zip(events) {
-            let position: i64 = row
-                .try_get("position")
-                .map_err(|e| failed(operation(), e))?;
-            let version: i64 = row.try_get("version").map_err(|e| failed(operation(), e))?;
-            stored.push(Arc::new(StoredEvent {
-                meta: Meta {
-                    stream: stream.to_owned(),
-                    aggregate_id: aggregate_id.to_owned(),
-                    version: non_negative(version, "version")
-                        .map_err(|p| Error::provider(operation(), p))?,
-                    position: non_negative(position, "position")
-                        .map_err(|p| Error::provider(operation(), p))?,
-                    timestamp,
-                },
-                event_type: event.event_type.to_owned(),
-                data: event.data.clone(),
-            }));
-        }
-        if let Some(last) = stored.last() {
-            self.appended.send_replace(last.meta.position);
-        }
-        Ok(stored)
+        self.append_events(stream, aggregate_id, expected_version, events, snapshot)
+            .await
     }
 
     async fn get_snapshot(
@@ -542,16 +518,5 @@ impl Provider for PostgresProvider {
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
         Some(self.appended.subscribe())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_keys_differ_per_table() {
-        assert_ne!(lock_key("events"), lock_key("other_events"));
-        assert_eq!(lock_key("events"), lock_key("events"));
     }
 }

@@ -66,14 +66,18 @@ async fn migrate_is_idempotent_even_when_racing() {
 async fn table_names_are_checked() {
     let pool = common::fresh(100).await.pool().clone();
     let error = PostgresProvider::new(pool.clone())
-        .events_table("events; DROP TABLE bookmarks")
+        .events_table("events\"; DROP TABLE bookmarks; --")
         .unwrap_err();
     let message = error.to_string();
     assert!(
-        message.starts_with("use `events; DROP TABLE bookmarks` as a table name failed"),
+        message.starts_with("use `events\\\"; DROP TABLE bookmarks; --` as a table name failed"),
         "{message}"
     );
-    assert!(PostgresProvider::new(pool).bookmarks_table("1st").is_err());
+    assert!(
+        PostgresProvider::new(pool)
+            .bookmarks_table("pg_class")
+            .is_err()
+    );
 }
 
 #[tokio::test]

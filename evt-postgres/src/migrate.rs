@@ -1,0 +1,152 @@
+//! `migrate`: create or complete the tables, without ever blocking or deadlocking live appends.
+
+use evt_core::Error;
+use sqlx::{PgConnection, Row};
+
+use crate::PostgresProvider;
+use crate::append::classify;
+use crate::names::LOCK_CLASS;
+
+/// The advisory lock that serialises `migrate` calls (several instances starting at once). It
+/// is not the events table's lock: an append holds its table's `ROW EXCLUSIVE` lock while it
+/// waits for that one, so a `migrate` holding it and then asking for the table (`CREATE INDEX`)
+/// would deadlock with appends. No table has OID 0, so this key never clashes with a table's.
+const MIGRATE_LOCK: &str = "SELECT pg_advisory_xact_lock($1, 0)";
+
+impl PostgresProvider {
+    /// Creates the tables, columns and indexes the provider needs, where missing, and returns
+    /// what it changed (empty when the store was up to date). Idempotent: run it on every start.
+    ///
+    /// It reads the catalog first and runs DDL only for what is missing, so on an up-to-date
+    /// store it takes no lock on the tables and runs beside live appends (a rolling restart under
+    /// load). Where it must change a live table (a missing column or index), it waits for the
+    /// appends in flight and they wait for it; it never deadlocks with them. Concurrent calls
+    /// are serialised.
+    pub async fn migrate(&self) -> Result<Vec<String>, Error> {
+        let (events, bookmarks) = (&self.events, &self.bookmarks);
+        let operation = || {
+            format!(
+                "migrate the tables `{}` and `{}`",
+                events.given, bookmarks.given
+            )
+        };
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        sqlx::query(MIGRATE_LOCK)
+            .bind(LOCK_CLASS)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        let changes = self
+            .plan(&mut transaction)
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        for (_, statement) in &changes {
+            sqlx::query(statement)
+                .execute(&mut *transaction)
+                .await
+                .map_err(|e| classify(format!("{}: `{statement}`", operation()), e))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        let changes: Vec<String> = changes.into_iter().map(|(change, _)| change).collect();
+        for change in &changes {
+            tracing::info!(change, "migrate");
+        }
+        Ok(changes)
+    }
+
+    /// What is missing, as (description, statement) pairs.
+    async fn plan(
+        &self,
+        connection: &mut PgConnection,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let (events, bookmarks) = (&self.events, &self.bookmarks);
+        let mut changes = Vec::new();
+        let exists = sqlx::query(
+            "SELECT to_regclass($1) IS NOT NULL AS events, to_regclass($2) IS NOT NULL AS bookmarks",
+        )
+        .bind(&events.quoted)
+        .bind(&bookmarks.quoted)
+        .fetch_one(&mut *connection)
+        .await?;
+        if exists.try_get::<bool, _>("events")? {
+            let columns: Vec<String> = sqlx::query_scalar(
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
+            )
+            .bind(&events.quoted)
+            .fetch_all(&mut *connection)
+            .await?;
+            for (column, definition) in [("snapshot", "json"), ("append_id", "bigint")] {
+                if !columns.iter().any(|c| c == column) {
+                    changes.push((
+                        format!("added the column `{column}` to `{}`", events.given),
+                        format!(
+                            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {column} {definition}",
+                            events.quoted
+                        ),
+                    ));
+                }
+            }
+            let indexed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = $1::text::regclass \
+                 AND (SELECT array_agg(a.attname::text ORDER BY k.n) \
+                      FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) \
+                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) \
+                     = ARRAY['stream', 'position'])",
+            )
+            .bind(&events.quoted)
+            .fetch_one(&mut *connection)
+            .await?;
+            if !indexed {
+                changes.push(stream_position_index(self));
+            }
+        } else {
+            changes.push((
+                format!("created the table `{}`", events.given),
+                format!(
+                    "CREATE TABLE {} ( \
+                       position bigserial PRIMARY KEY, \
+                       stream text NOT NULL, \
+                       aggregate_id text NOT NULL, \
+                       version bigint NOT NULL, \
+                       timestamp timestamptz NOT NULL, \
+                       event json NOT NULL, \
+                       snapshot json, \
+                       append_id bigint, \
+                       UNIQUE (stream, aggregate_id, version))",
+                    events.quoted
+                ),
+            ));
+            changes.push(stream_position_index(self));
+        }
+        if !exists.try_get::<bool, _>("bookmarks")? {
+            changes.push((
+                format!("created the table `{}`", bookmarks.given),
+                format!(
+                    "CREATE TABLE {} (bookmark text PRIMARY KEY, position bigint NOT NULL)",
+                    bookmarks.quoted
+                ),
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+fn stream_position_index(provider: &PostgresProvider) -> (String, String) {
+    let events = &provider.events;
+    (
+        format!("created the index on `{}` (stream, position)", events.given),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (stream, position)",
+            events.index("stream_position"),
+            events.quoted
+        ),
+    )
+}
