@@ -43,8 +43,25 @@
 //! assigned at insert, before commit, so an event can commit after a higher position was read.
 //! The price is that appends are serialised on the counter document, one transaction at a time.
 //!
-//! Transient transaction errors (label `TransientTransactionError`) are retried, and a commit with
-//! an unknown result is committed again, a bounded number of times, with a short random backoff.
+//! Transient transaction errors (label `TransientTransactionError`) and network errors are
+//! retried, and a commit with an unknown result is committed again, a bounded number of times,
+//! with a short random backoff. Retries that still fail end in [`Error::Transient`].
+//!
+//! # Unknown outcomes
+//!
+//! Each append writes a random `appendId` on its events (a field evtstore ignores), the same on
+//! every try. When a try failed after something was sent (a lost connection, a commit whose
+//! result is unknown), a later try that finds the aggregate past the expected version looks at
+//! the event at the next version: its own `appendId` means an earlier try was stored, and the
+//! append succeeds, stored once; another writer's is a [`Error::VersionConflict`]. When no try
+//! gets through and a commit may have been applied, it is [`Error::AppendUnknown`], which
+//! commands never retry.
+//!
+//! # Durability
+//!
+//! Appends commit with the write concern `{w: "majority", j: true}` (see
+//! [`MongoProvider::write_concern`]): an acknowledged append is in the journal of a majority of
+//! the replica set and survives a crash of the server.
 //!
 //! Handlers in the same process are woken by each append; other processes' appends are found by
 //! polling.
@@ -64,7 +81,7 @@ use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::{Acknowledgment, IndexOptions, ReturnDocument, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use tokio::sync::watch;
 
@@ -87,7 +104,17 @@ pub struct MongoProvider {
     bookmarks: Collection<Document>,
     counters: Collection<Document>,
     limit: usize,
+    write_concern: WriteConcern,
     appended: watch::Sender<u64>,
+}
+
+/// The write concern of appends unless [`MongoProvider::write_concern`] says otherwise: a majority
+/// of the replica set, journaled.
+pub fn durable_write_concern() -> WriteConcern {
+    WriteConcern::builder()
+        .w(Acknowledgment::Majority)
+        .journal(true)
+        .build()
 }
 
 /// A driver error as an `evt` error, saying what was being done.
@@ -104,6 +131,7 @@ impl MongoProvider {
             bookmarks: database.collection("bookmarks"),
             counters: database.collection("counters"),
             limit: DEFAULT_LIMIT,
+            write_concern: durable_write_concern(),
             appended: watch::Sender::new(0),
         }
     }
@@ -143,6 +171,13 @@ impl MongoProvider {
     /// Reads pages of at most `limit` events (at least 1).
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
+        self
+    }
+
+    /// Commits appends with `write_concern` instead of [`durable_write_concern`]. A weaker one
+    /// (e.g. `w: 1` without `j`) is faster, but an acknowledged append may be lost in a crash.
+    pub fn write_concern(mut self, write_concern: WriteConcern) -> Self {
+        self.write_concern = write_concern;
         self
     }
 
@@ -232,23 +267,14 @@ impl MongoProvider {
     async fn try_append(
         &self,
         session: &mut ClientSession,
-        stream: &str,
-        aggregate_id: &str,
-        expected_version: u64,
-        events: &[NewEvent],
-        snapshot: Option<&Snapshot>,
+        append: &Append<'_>,
     ) -> Result<Vec<Arc<StoredEvent>>, Attempt> {
-        session.start_transaction().await.map_err(Attempt::Failed)?;
-        let result = self
-            .append_in(
-                session,
-                stream,
-                aggregate_id,
-                expected_version,
-                events,
-                snapshot,
-            )
-            .await;
+        session
+            .start_transaction()
+            .write_concern(self.write_concern.clone())
+            .await
+            .map_err(Attempt::Failed)?;
+        let result = self.append_in(session, append).await;
         match result {
             Ok(stored) => {
                 commit(session).await?;
@@ -265,12 +291,16 @@ impl MongoProvider {
     async fn append_in(
         &self,
         session: &mut ClientSession,
-        stream: &str,
-        aggregate_id: &str,
-        expected_version: u64,
-        events: &[NewEvent],
-        snapshot: Option<&Snapshot>,
+        append: &Append<'_>,
     ) -> Result<Vec<Arc<StoredEvent>>, Attempt> {
+        let Append {
+            stream,
+            aggregate_id,
+            expected_version,
+            events,
+            snapshot,
+            id: append_id,
+        } = *append;
         let last = self
             .events
             .find_one(doc! {"stream": stream, "aggregateId": aggregate_id})
@@ -320,6 +350,7 @@ impl MongoProvider {
                 "position": position as i64,
                 "timestamp": now,
                 "event": data,
+                "appendId": append_id,
             };
             if let Some(snapshot) = snapshot.filter(|_| n + 1 == events.len() as u64) {
                 let snapshot = bson::to_bson(&snapshot.to_json())
@@ -354,7 +385,69 @@ impl MongoProvider {
     }
 }
 
-/// How one try of an append ended, when it did not commit.
+impl MongoProvider {
+    /// The events an earlier try of this append stored, if the event at the next version carries
+    /// its `append_id`.
+    async fn earlier_try(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+        append_id: i64,
+    ) -> Result<Option<Vec<Arc<StoredEvent>>>, Error> {
+        let operation = || {
+            format!(
+                "look for an earlier try of the append to `{stream}/{}` at version {expected_version}",
+                evt_core::util::display_id(aggregate_id)
+            )
+        };
+        let last = expected_version + events.len() as u64;
+        let cursor = self
+            .events
+            .find(doc! {
+                "stream": stream,
+                "aggregateId": aggregate_id,
+                "version": {"$gt": expected_version as i64, "$lte": last as i64},
+            })
+            .sort(doc! {"version": 1})
+            .await
+            .map_err(|e| Error::transient(operation(), e))?;
+        let documents: Vec<Document> = cursor
+            .try_collect()
+            .await
+            .map_err(|e| Error::transient(operation(), e))?;
+        let ours = documents.len() == events.len()
+            && documents
+                .iter()
+                .all(|document| document.get_i64("appendId") == Ok(append_id));
+        if !ours {
+            return Ok(None);
+        }
+        let stored = documents
+            .iter()
+            .map(|document| stored_event(document).map(Arc::new))
+            .collect::<Result<Vec<_>, Error>>()?;
+        if let Some(last) = stored.last() {
+            self.appended.send_replace(last.meta.position);
+        }
+        Ok(Some(stored))
+    }
+}
+
+/// What one append writes, the same on every try.
+#[derive(Clone, Copy)]
+struct Append<'a> {
+    stream: &'a str,
+    aggregate_id: &'a str,
+    expected_version: u64,
+    events: &'a [NewEvent],
+    snapshot: Option<&'a Snapshot>,
+    /// Written on its events as `appendId`.
+    id: i64,
+}
+
+/// How one try of an append ended, when it did not commit (as far as it knows).
 enum Attempt {
     /// The aggregate is not at the expected version.
     Conflict,
@@ -362,8 +455,36 @@ enum Attempt {
     Retry,
     /// A stored document or an event does not have the expected shape.
     Malformed(String),
-    /// The driver's error; retried if labelled transient.
+    /// The driver's error before the commit; retried if labelled transient or a network error.
     Failed(mongodb::error::Error),
+    /// The commit failed: it may or may not have been applied.
+    CommitFailed(mongodb::error::Error),
+}
+
+/// Whether another try may pass: a transient transaction error, a commit whose result is
+/// unknown, or a lost connection.
+fn is_retryable(error: &mongodb::error::Error) -> bool {
+    error.contains_label(TRANSIENT_TRANSACTION_ERROR)
+        || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+        || matches!(
+            error.kind.as_ref(),
+            ErrorKind::Io(_)
+                | ErrorKind::ConnectionPoolCleared { .. }
+                | ErrorKind::ServerSelection { .. }
+        )
+}
+
+/// A fresh id for one append, written on its events, so that a try can tell an earlier try's
+/// events from another writer's.
+fn append_id() -> i64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let hash = RandomState::new().hash_one((
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::process::id(),
+        std::time::SystemTime::now(),
+    ));
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// Commits, committing again while the result is unknown (bounded).
@@ -377,8 +498,9 @@ async fn commit(session: &mut ClientSession) -> Result<(), Attempt> {
                     && tries < MAX_TRANSACTION_ATTEMPTS =>
             {
                 tries += 1;
+                backoff(tries).await;
             }
-            Err(error) => return Err(Attempt::Failed(error)),
+            Err(error) => return Err(Attempt::CommitFailed(error)),
         }
     }
 }
@@ -597,24 +719,27 @@ impl Provider for MongoProvider {
             aggregate_id: aggregate_id.to_owned(),
             expected: expected_version,
         };
+        let append_id = append_id();
+        let append = Append {
+            stream,
+            aggregate_id,
+            expected_version,
+            events,
+            snapshot,
+            id: append_id,
+        };
+        // Whether an earlier try may have stored the events (something failed after it was
+        // sent), and whether a commit of one may have been applied.
+        let (mut unsure, mut commit_unknown) = (false, false);
         let mut session = self
             .database
             .client()
             .start_session()
             .await
-            .map_err(|e| failed(operation(), e))?;
+            .map_err(|e| Error::transient(operation(), e))?;
         let mut attempt = 1;
         loop {
-            let tried = self
-                .try_append(
-                    &mut session,
-                    stream,
-                    aggregate_id,
-                    expected_version,
-                    events,
-                    snapshot,
-                )
-                .await;
+            let tried = self.try_append(&mut session, &append).await;
             let error = match tried {
                 Ok(stored) => {
                     if let Some(last) = stored.last() {
@@ -622,30 +747,66 @@ impl Provider for MongoProvider {
                     }
                     return Ok(stored);
                 }
+                Err(Attempt::Conflict) if unsure => {
+                    return match self
+                        .earlier_try(stream, aggregate_id, expected_version, events, append_id)
+                        .await?
+                    {
+                        Some(stored) => {
+                            tracing::debug!(stream, attempt, "an earlier try was stored");
+                            Ok(stored)
+                        }
+                        None => Err(conflict()),
+                    };
+                }
                 Err(Attempt::Conflict) => return Err(conflict()),
                 Err(Attempt::Malformed(problem)) => {
                     return Err(Error::provider(operation(), problem));
                 }
                 Err(Attempt::Retry) => None,
-                Err(Attempt::Failed(error))
-                    if error.contains_label(TRANSIENT_TRANSACTION_ERROR) =>
-                {
+                Err(Attempt::Failed(error)) if is_retryable(&error) => {
+                    unsure = true;
+                    Some(error)
+                }
+                Err(Attempt::CommitFailed(error)) if is_retryable(&error) => {
+                    (unsure, commit_unknown) = (true, true);
                     Some(error)
                 }
                 Err(Attempt::Failed(error)) => return Err(failed(operation(), error)),
+                Err(Attempt::CommitFailed(error)) => {
+                    (unsure, commit_unknown) = (true, true);
+                    Some(error)
+                }
             };
             if attempt >= MAX_TRANSACTION_ATTEMPTS {
-                let reason = match error {
+                let reason = match &error {
                     Some(error) => format!("still failing after {attempt} attempts: {error}"),
                     None => format!("the counter document was missing after {attempt} attempts"),
                 };
-                return Err(Error::provider(operation(), reason));
+                if unsure
+                    && let Ok(Some(stored)) = self
+                        .earlier_try(stream, aggregate_id, expected_version, events, append_id)
+                        .await
+                {
+                    return Ok(stored);
+                }
+                return Err(if commit_unknown {
+                    Error::AppendUnknown {
+                        stream: stream.to_owned(),
+                        aggregate_id: aggregate_id.to_owned(),
+                        expected: expected_version,
+                        source: reason.into(),
+                    }
+                } else {
+                    Error::transient(operation(), reason)
+                });
             }
             tracing::trace!(
                 stream,
                 aggregate_id,
                 attempt,
-                "transient transaction error; retrying"
+                error = error.as_ref().map(tracing::field::display),
+                "transient failure of an append; retrying"
             );
             backoff(attempt).await;
             attempt += 1;
