@@ -224,9 +224,11 @@ impl<P: Projection> Handler<P> {
             let page_start = position;
             for event in &events {
                 let outcome = if event.event_type.is_empty() {
-                    Err(BoxError::from(
-                        "the stored event has no `type`; it is not an event document",
-                    ))
+                    Err(BoxError::from(crate::event::type_error(
+                        "",
+                        &event.data,
+                        &[],
+                    )))
                 } else {
                     self.inner.projection.handle(event).await
                 };

@@ -248,9 +248,14 @@ pub mod __private {
         serde_json::from_str(json.get())
     }
 
-    /// The error for a `type` that is none of the enum's.
-    pub fn unknown_type(found: &str, expected: &'static [&'static str]) -> serde_json::Error {
-        serde::de::Error::unknown_variant(found, expected)
+    /// The error for a `type` that is none of the enum's, or for a document without a string
+    /// `type` (`found` is `""`).
+    pub fn unknown_type(
+        found: &str,
+        json: &serde_json::value::RawValue,
+        expected: &'static [&'static str],
+    ) -> serde_json::Error {
+        crate::event::type_error(found, json, expected)
     }
 
     /// Turns a handler's error into the boxed error the runtime reports.
