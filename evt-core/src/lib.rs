@@ -174,9 +174,11 @@ pub use evt_macros::commands;
 /// Implements [`Projection`] from an impl block of handler methods, one per event type.
 ///
 /// Each `async fn name(&self, id: &str, event: &EventType, meta: &Meta) -> Result<(), E>`
-/// handles one event type; the type must belong to one of the `streams`.
+/// handles one event type; the type must belong to one of the `streams`. Events of other types
+/// pass, but one of a type that its stream's event enum does not know (renamed or removed) stops
+/// the handler as it stops loading the aggregate, unless `skip_unknown_events` is set.
 /// Arguments: `bookmark = "..."` and `streams = ["..."]` (required), `tail_stream`,
-/// `always_tail_stream`, `continue_on_error` (flags), `crate = "path"`.
+/// `always_tail_stream`, `continue_on_error`, `skip_unknown_events` (flags), `crate = "path"`.
 #[cfg(feature = "macros")]
 pub use evt_macros::projection;
 

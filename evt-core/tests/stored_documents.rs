@@ -10,13 +10,13 @@ use serde_json::value::RawValue;
 
 #[event]
 #[derive(Debug, Clone)]
-pub enum AccountEvent {
+enum AccountEvent {
     Opened { owner: String },
     Deposited { amount: u64 },
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Account {
+struct Account {
     owner: String,
     balance: u64,
 }
@@ -154,4 +154,111 @@ async fn a_document_without_a_string_type_says_what_it_is() {
         assert!(words.contains(says), "`{says}` missing from: {words}");
         assert!(!words.contains("unknown"), "{words}");
     }
+}
+
+/// Account `a` opened, a deposit (a known type `Owners` has no method for), an event of a type
+/// that `AccountEvent` does not know, then account `b` opened; returns the unknown one's position.
+async fn history_with_an_unknown_type(domain: &Domain) -> u64 {
+    open(domain, "a").await;
+    let deposit = Deposited { amount: 5 };
+    let a = domain.load::<Account>("a").await.unwrap();
+    domain.append(a, vec![deposit.into()]).await.unwrap();
+    let unknown = store(domain, "a", "closed", r#"{"type": "closed"}"#).await;
+    open(domain, "b").await;
+    unknown
+}
+
+#[tokio::test]
+async fn an_unknown_event_type_stops_a_handler_as_it_stops_a_load() {
+    let domain = Domain::new(MemoryProvider::new());
+    let unknown = history_with_an_unknown_type(&domain).await;
+
+    let load = domain.load::<Account>("a").await.unwrap_err();
+    assert!(
+        matches!(load, Error::Decode { version: 3, position, .. } if position == unknown),
+        "{load}"
+    );
+
+    let handler = domain.handler(Owners::default());
+    let handled = handler.run_once().await.unwrap_err();
+    let message = handled.to_string();
+    assert!(
+        matches!(&handled, Error::Handler { version: 3, position, .. } if *position == unknown),
+        "{message}"
+    );
+    assert_eq!(
+        message,
+        format!(
+            "handler `owners` failed on event at position {unknown} (`accounts/a` version 3, \
+             type `closed`): unknown event type `closed`, expected one of `opened`, `deposited`"
+        )
+    );
+    assert_eq!(
+        same_words(&load, &handled),
+        "unknown event type `closed`, expected one of `opened`, `deposited`"
+    );
+    assert_eq!(
+        domain.provider().get_position("owners").await.unwrap(),
+        Some(unknown - 1),
+        "the bookmark stays before it, past the deposit it has no method for"
+    );
+    assert_eq!(handler.projection().opened(), ["a"]);
+    assert!(handler.run_once().await.is_err(), "stops at it again");
+    assert_eq!(handler.projection().opened(), ["a"], "never passes it");
+}
+
+#[tokio::test]
+async fn skip_unknown_events_passes_over_them() {
+    let domain = Domain::new(MemoryProvider::new());
+    let unknown = history_with_an_unknown_type(&domain).await;
+    const { assert!(!<Owners as evt_core::Projection>::OPTIONS.skip_unknown_events) };
+    let handler = domain.handler(Owners::default()).skip_unknown_events(true);
+    assert_eq!(handler.run_once().await.unwrap(), 4, "it counts as handled");
+    assert_eq!(handler.projection().opened(), ["a", "b"]);
+    assert_eq!(
+        domain.provider().get_position("owners").await.unwrap(),
+        Some(unknown + 1)
+    );
+}
+
+/// `Owners`, skipping unknown event types through the attribute.
+#[derive(Debug, Default)]
+struct SkippingOwners {
+    opened: Mutex<Vec<String>>,
+}
+
+#[projection(bookmark = "skipping-owners", streams = ["accounts"], skip_unknown_events)]
+impl SkippingOwners {
+    fn open(&self, id: &str, _: &Opened, _: &Meta) {
+        self.opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id.to_owned());
+    }
+}
+
+#[tokio::test]
+async fn skip_unknown_events_in_the_attribute() {
+    let domain = Domain::new(MemoryProvider::new());
+    history_with_an_unknown_type(&domain).await;
+    const { assert!(<SkippingOwners as evt_core::Projection>::OPTIONS.skip_unknown_events) };
+    let handler = domain.handler(SkippingOwners::default());
+    assert_eq!(handler.run_once().await.unwrap(), 4);
+    assert_eq!(handler.projection().opened.lock().unwrap().len(), 2);
+
+    let untyped = store(&domain, "b", "", r#"{"amount": 1}"#).await;
+    let error = handler.run_once().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Handler { position, .. } if *position == untyped),
+        "a document without a `type` still stops it: {error}"
+    );
+    let stopping = domain
+        .handler(SkippingOwners::default())
+        .memory_bookmark()
+        .skip_unknown_events(false);
+    let error = stopping.run_once().await.unwrap_err();
+    assert!(
+        error.to_string().contains("unknown event type `closed`"),
+        "{error}"
+    );
 }
