@@ -346,7 +346,8 @@ impl<P: Projection> Handler<P> {
     ///
     /// The task wakes at once on appends through the same provider value, and polls every
     /// `poll_interval` for others. A failing event (or a panicking handler method) is logged and
-    /// tried again after `poll_interval`, unless `continue_on_error` skips it. The task ends on
+    /// tried again after `poll_interval`, unless `continue_on_error` skips it; so is a failure of
+    /// the storage (reading events or the bookmark, storing the bookmark). The task ends on
     /// [`Handler::stop`], or once every `Handler` value of it has been dropped.
     pub fn start(&self) {
         let mut task = self
@@ -444,8 +445,13 @@ async fn run_loop<P: Projection>(
         let run = tokio::spawn(async move { handler.run_until(Some(&until)).await }).await;
         let failed = match run {
             Ok(Ok(_)) => false,
-            Ok(Err(error)) => {
+            Ok(Err(error @ Error::Handler { .. })) => {
                 tracing::error!(%error, "handler stopped at an event; trying again after the poll interval");
+                true
+            }
+            Ok(Err(error)) => {
+                // Reading a page or the bookmark, or storing the bookmark; the error says which.
+                tracing::error!(%error, "handler stopped: the storage failed; trying again after the poll interval");
                 true
             }
             Err(error) => {
