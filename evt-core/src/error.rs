@@ -15,7 +15,9 @@ pub enum Error {
     /// Another writer appended to the aggregate first (optimistic concurrency).
     #[error(
         "version conflict on `{stream}/{aggregate_id}`: expected version {expected}, \
-         but another writer appended first"
+         but another writer appended first",
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id)
     )]
     VersionConflict {
         /// The aggregate's stream.
@@ -59,7 +61,9 @@ pub enum Error {
 
     /// A stored event could not be turned into the typed event.
     #[error(
-        "cannot decode event at position {position} (`{stream}/{aggregate_id}` version {version}): {source}"
+        "cannot decode event at position {position} (`{stream}/{aggregate_id}` version {version}): {source}",
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id)
     )]
     Decode {
         /// The event's stream.
@@ -75,7 +79,12 @@ pub enum Error {
     },
 
     /// A typed event or aggregate could not be serialized.
-    #[error("cannot encode {what} for `{stream}/{aggregate_id}`: {source}")]
+    #[error(
+        "cannot encode {what} for `{stream}/{aggregate_id}`: {source}",
+        what = cut(.what),
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id)
+    )]
     Encode {
         /// What was encoded: an event type or "snapshot".
         what: String,
@@ -89,7 +98,9 @@ pub enum Error {
 
     /// The provider returned an aggregate's history with a hole or out of order.
     #[error(
-        "history of `{stream}/{aggregate_id}` is not contiguous: expected version {expected}, found {found}"
+        "history of `{stream}/{aggregate_id}` is not contiguous: expected version {expected}, found {found}",
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id)
     )]
     Gap {
         /// The aggregate's stream.
@@ -105,7 +116,11 @@ pub enum Error {
     /// An event handler failed on an event.
     #[error(
         "handler `{bookmark}` failed on event at position {position} \
-         (`{stream}/{aggregate_id}` version {version}, type `{event_type}`): {source}"
+         (`{stream}/{aggregate_id}` version {version}{event_type}): {source}",
+        bookmark = cut(.bookmark),
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id),
+        event_type = OfType(.event_type)
     )]
     Handler {
         /// The handler's bookmark name (`(memory)` for an in-memory bookmark).
@@ -118,14 +133,14 @@ pub enum Error {
         version: u64,
         /// The event's position.
         position: u64,
-        /// The event's type name.
+        /// The event's type name (`""` when the stored document has none).
         event_type: String,
         /// What the handler returned, or why its event could not be decoded.
         source: BoxError,
     },
 
     /// The storage failed; `operation` says on what.
-    #[error("{operation} failed: {source}")]
+    #[error("{operation} failed: {source}", operation = Cut::new(.operation, OPERATION_CHARS))]
     Provider {
         /// What the provider was doing, e.g. "append to `departments/d-1` at version 3".
         operation: String,
@@ -164,6 +179,52 @@ impl Error {
     /// Whether this is an [`Error::AppendUnknown`]: the append may or may not be stored.
     pub fn is_append_unknown(&self) -> bool {
         matches!(self, Error::AppendUnknown { .. })
+    }
+}
+
+/// How many characters of a name (stream, aggregate id, bookmark, event type) an error text keeps.
+const NAME_CHARS: usize = 100;
+
+/// How many characters of a provider's operation an error text keeps: it holds names and more.
+const OPERATION_CHARS: usize = 300;
+
+/// A name in an error text: whole when short, else its first characters, `…` and its length in
+/// bytes, so that a 1 MiB aggregate id does not make a 1 MiB message. Cuts between characters.
+pub(crate) struct Cut<'a> {
+    text: &'a str,
+    chars: usize,
+}
+
+impl<'a> Cut<'a> {
+    fn new(text: &'a str, chars: usize) -> Self {
+        Cut { text, chars }
+    }
+}
+
+/// `name` for an error text, cut after [`NAME_CHARS`] characters.
+pub(crate) fn cut(name: &str) -> Cut<'_> {
+    Cut::new(name, NAME_CHARS)
+}
+
+impl fmt::Display for Cut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text.char_indices().nth(self.chars) {
+            None => f.write_str(self.text),
+            Some((end, _)) => write!(f, "{}… ({} bytes)", &self.text[..end], self.text.len()),
+        }
+    }
+}
+
+/// `, type `name`` after an event's place in an error text, or nothing when it has no type.
+struct OfType<'a>(&'a str);
+
+impl fmt::Display for OfType<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, ", type `{}`", cut(self.0))
+        }
     }
 }
 
@@ -224,7 +285,9 @@ impl<E: fmt::Display> fmt::Display for CommandError<E> {
                 reason,
             } => write!(
                 f,
-                "command `{command}` on `{stream}/{aggregate_id}` rejected: {reason}"
+                "command `{command}` on `{}/{}` rejected: {reason}",
+                cut(stream),
+                cut(aggregate_id)
             ),
             CommandError::Store(error) => fmt::Display::fmt(error, f),
         }
@@ -237,5 +300,101 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for CommandError<E> {
             CommandError::Rejected { .. } => None,
             CommandError::Store(error) => Some(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    /// Every variant that names something, with `long` as each of its names.
+    fn every_error(long: &str) -> Vec<Error> {
+        let json = || serde_json::from_str::<()>("1").unwrap_err();
+        vec![
+            Error::VersionConflict {
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                expected: 1,
+            },
+            Error::Decode {
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                version: 1,
+                position: 1,
+                source: json(),
+            },
+            Error::Encode {
+                what: long.to_owned(),
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                source: json(),
+            },
+            Error::Gap {
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                expected: 1,
+                found: 3,
+            },
+            Error::Handler {
+                bookmark: long.to_owned().leak(),
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                version: 1,
+                position: 1,
+                event_type: long.to_owned(),
+                source: "failed".into(),
+            },
+            Error::provider(format!("append to `s/{long}` at version 3"), "failed"),
+        ]
+    }
+
+    #[test]
+    fn long_names_are_cut() {
+        let long = "x".repeat(MIB);
+        for error in every_error(&long) {
+            let message = error.to_string();
+            assert!(message.len() < 1500, "{} bytes: {error:?}", message.len());
+            assert!(message.contains("x… ("), "{message}");
+        }
+        let rejected = CommandError::Rejected {
+            stream: "s",
+            aggregate_id: long.clone(),
+            command: "act",
+            reason: "no",
+        }
+        .to_string();
+        assert_eq!(
+            rejected,
+            format!(
+                "command `act` on `s/{}… (1048576 bytes)` rejected: no",
+                "x".repeat(100)
+            )
+        );
+    }
+
+    #[test]
+    fn short_names_are_whole() {
+        let name = "é".repeat(NAME_CHARS);
+        for error in every_error(&name) {
+            let message = error.to_string();
+            assert!(!message.contains('…'), "{message}");
+            assert!(message.contains(&name), "{message}");
+        }
+    }
+
+    #[test]
+    fn names_are_cut_between_characters() {
+        let name = "é".repeat(MIB);
+        assert_eq!(
+            cut(&name).to_string(),
+            format!("{}… ({} bytes)", "é".repeat(NAME_CHARS), 2 * MIB)
+        );
+        let mixed = format!("{}€{}", "a".repeat(NAME_CHARS - 1), "b".repeat(10));
+        assert_eq!(
+            cut(&mixed).to_string(),
+            format!("{}€… (112 bytes)", "a".repeat(NAME_CHARS - 1))
+        );
     }
 }

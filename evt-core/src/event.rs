@@ -2,8 +2,9 @@
 //!
 //! Write the enum and put `#[evt_core::event]` on it; the macro implements everything here.
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// An aggregate's event enum, stored as evtstore stores it: `{"type": "departmentCreated", ...camelCase fields}`.
@@ -19,8 +20,8 @@ pub trait Event: Clone + Debug + Send + Sync + Sized + 'static {
     /// The stored document, including its `type` (first), as JSON text.
     fn to_json(&self) -> Result<Box<RawValue>, serde_json::Error>;
 
-    /// Reads a stored document of type `event_type` (its `type`); fails on an unknown type or on
-    /// fields that do not fit.
+    /// Reads a stored document of type `event_type` (its `type`); fails on an unknown type, on a
+    /// document without a string `type` (`event_type` is `""` then) or on fields that do not fit.
     fn from_json(event_type: &str, json: &RawValue) -> Result<Self, serde_json::Error>;
 }
 
@@ -135,5 +136,81 @@ impl<E, T: IntoEvents<E>, R> Decision<E> for Result<T, R> {
     type Error = R;
     fn into_events(self) -> Result<Vec<E>, R> {
         self.map(IntoEvents::into_events)
+    }
+}
+
+/// Why a stored event of type `found` is none of `expected`: the error that loading an aggregate
+/// and running a handler both give.
+///
+/// With `found` empty, the document is looked at to say what is wrong with it: it is not an
+/// object, it has no `type`, or its `type` is not a string.
+pub(crate) fn type_error(found: &str, json: &RawValue, expected: &[&str]) -> serde_json::Error {
+    let problem = if found.is_empty() {
+        untyped(json)
+    } else {
+        None
+    };
+    let message = problem.unwrap_or_else(|| {
+        format!(
+            "unknown event type `{}`, expected {}",
+            crate::error::cut(found),
+            OneOf(expected)
+        )
+    });
+    serde::de::Error::custom(message)
+}
+
+/// What keeps a stored document from having an event type, or `None` if it has a string `type`.
+fn untyped(json: &RawValue) -> Option<String> {
+    let Ok(value) = serde_json::from_str::<Value>(json.get()) else {
+        return Some("the stored document is not an event object: it is not JSON".to_owned());
+    };
+    match value {
+        Value::Object(fields) => match fields.get("type") {
+            None => Some("the stored event has no `type`".to_owned()),
+            Some(Value::String(_)) => None,
+            Some(other) => Some(format!(
+                "the stored event's `type` is not a string: it is {}",
+                kind(other)
+            )),
+        },
+        other => Some(format!(
+            "the stored document is not an event object (`{{\"type\": \"...\", ...}}`): it is {}",
+            kind(&other)
+        )),
+    }
+}
+
+/// What a JSON value is, for a message.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "`null`",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `` `a` ``, `` one of `a`, `b` `` or `no type at all`, as serde lists expected names.
+struct OneOf<'a>(&'a [&'a str]);
+
+impl fmt::Display for OneOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => f.write_str("no type at all"),
+            [one] => write!(f, "`{one}`"),
+            names => {
+                f.write_str("one of ")?;
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "`{name}`")?;
+                }
+                Ok(())
+            }
+        }
     }
 }

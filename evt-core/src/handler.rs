@@ -22,6 +22,15 @@ pub trait Projection: Send + Sync + 'static {
     const STREAMS: &'static [&'static str];
     /// The options set in the attribute; [`Handler`]'s builder methods override them.
     const OPTIONS: HandlerOptions = HandlerOptions::DEFAULT;
+    /// For each stream whose event enum the projection knows, through the event types its methods
+    /// take, that enum's type names ([`Event::TYPES`](crate::Event::TYPES)); an enum may appear
+    /// more than once.
+    ///
+    /// A stored event of a listed stream whose type is not listed stops the handler, as it stops
+    /// loading the aggregate, unless [`HandlerOptions::skip_unknown_events`] is on. Events of
+    /// streams not listed are not checked. `#[projection]` lists the streams of its methods; the
+    /// default lists none.
+    const EVENT_TYPES: &'static [(&'static str, &'static [&'static str])] = &[];
 
     /// Runs the handler method for `event`'s stream and type, if the projection has one.
     fn handle(&self, event: &StoredEvent) -> impl Future<Output = Result<(), BoxError>> + Send;
@@ -36,14 +45,18 @@ pub struct HandlerOptions {
     pub always_tail_stream: bool,
     /// Pass a failing event to the error callback and go on, instead of stopping at it.
     pub continue_on_error: bool,
+    /// Pass over a stored event whose type the event enum of its stream does not know (a renamed
+    /// or removed event type), instead of stopping at it.
+    pub skip_unknown_events: bool,
 }
 
 impl HandlerOptions {
-    /// Everything off: start at the bookmark, stop at a failing event.
+    /// Everything off: start at the bookmark, stop at a failing event or an unknown event type.
     pub const DEFAULT: HandlerOptions = HandlerOptions {
         tail_stream: false,
         always_tail_stream: false,
         continue_on_error: false,
+        skip_unknown_events: false,
     };
 }
 
@@ -160,6 +173,15 @@ impl<P: Projection> Handler<P> {
         self
     }
 
+    /// Pass over a stored event whose type the event enum of its stream does not know, instead of
+    /// stopping at it (the default, as loading its aggregate fails). Such an event counts as
+    /// handled and the bookmark moves past it; a document without a string `type` still stops
+    /// the handler.
+    pub fn skip_unknown_events(self, on: bool) -> Self {
+        self.config().options.skip_unknown_events = on;
+        self
+    }
+
     /// Called with each error skipped under `continue_on_error` (by default they are logged).
     pub fn on_error(self, callback: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         self.config().on_error = Some(Arc::new(callback));
@@ -195,7 +217,10 @@ impl<P: Projection> Handler<P> {
     /// past (as evtstore's `runOnce`: events without a handler method count too).
     ///
     /// Stops at the first failing event (its error names bookmark, stream, aggregate id, version and
-    /// position; the bookmark stays before it), unless `continue_on_error` is on.
+    /// position; the bookmark stays before it), unless `continue_on_error` is on. An event fails
+    /// when its handler method fails or its document does not decode, and also when its document
+    /// has no string `type` or its type is unknown to the event enum of its stream, as loading
+    /// its aggregate would (see [`Projection::EVENT_TYPES`] and [`Handler::skip_unknown_events`]).
     pub async fn run_once(&self) -> Result<usize, Error> {
         self.run_until(None).await
     }
@@ -223,12 +248,19 @@ impl<P: Projection> Handler<P> {
                 .await?;
             let page_start = position;
             for event in &events {
-                let outcome = if event.event_type.is_empty() {
-                    Err(BoxError::from(
-                        "the stored event has no `type`; it is not an event document",
-                    ))
-                } else {
-                    self.inner.projection.handle(event).await
+                let outcome = match type_problem::<P>(event) {
+                    None => self.inner.projection.handle(event).await,
+                    Some(_)
+                        if config.options.skip_unknown_events && !event.event_type.is_empty() =>
+                    {
+                        tracing::debug!(
+                            position = event.meta.position,
+                            event_type = event.event_type,
+                            "unknown event type skipped (skip_unknown_events)"
+                        );
+                        Ok(())
+                    }
+                    Some(problem) => Err(BoxError::from(problem)),
                 };
                 if let Err(source) = outcome {
                     let error = self.handler_error(event, source);
@@ -314,7 +346,8 @@ impl<P: Projection> Handler<P> {
     ///
     /// The task wakes at once on appends through the same provider value, and polls every
     /// `poll_interval` for others. A failing event (or a panicking handler method) is logged and
-    /// tried again after `poll_interval`, unless `continue_on_error` skips it. The task ends on
+    /// tried again after `poll_interval`, unless `continue_on_error` skips it; so is a failure of
+    /// the storage (reading events or the bookmark, storing the bookmark). The task ends on
     /// [`Handler::stop`], or once every `Handler` value of it has been dropped.
     pub fn start(&self) {
         let mut task = self
@@ -362,6 +395,30 @@ impl<P: Projection> Handler<P> {
     }
 }
 
+/// Why `event` cannot go to a handler method of `P`: its document has no string `type`, or its
+/// type is not one that `P::EVENT_TYPES` lists for its stream (when it lists the stream). The
+/// same error as loading its aggregate gives.
+fn type_problem<P: Projection>(event: &StoredEvent) -> Option<serde_json::Error> {
+    let stream = event.meta.stream.as_str();
+    let found = event.event_type.as_str();
+    let known = || {
+        P::EVENT_TYPES
+            .iter()
+            .filter(move |(listed, _)| *listed == stream)
+            .flat_map(|(_, types)| types.iter().copied())
+    };
+    if !found.is_empty() && (known().next().is_none() || known().any(|known| known == found)) {
+        return None;
+    }
+    let mut expected = Vec::new();
+    for known in known() {
+        if !expected.contains(&known) {
+            expected.push(known);
+        }
+    }
+    Some(crate::event::type_error(found, &event.data, &expected))
+}
+
 /// A started handler's loop. It holds the handler only while running a batch, so dropping every
 /// `Handler` ends it.
 async fn run_loop<P: Projection>(
@@ -388,8 +445,13 @@ async fn run_loop<P: Projection>(
         let run = tokio::spawn(async move { handler.run_until(Some(&until)).await }).await;
         let failed = match run {
             Ok(Ok(_)) => false,
-            Ok(Err(error)) => {
+            Ok(Err(error @ Error::Handler { .. })) => {
                 tracing::error!(%error, "handler stopped at an event; trying again after the poll interval");
+                true
+            }
+            Ok(Err(error)) => {
+                // Reading a page or the bookmark, or storing the bookmark; the error says which.
+                tracing::error!(%error, "handler stopped: the storage failed; trying again after the poll interval");
                 true
             }
             Err(error) => {

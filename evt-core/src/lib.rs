@@ -174,9 +174,11 @@ pub use evt_macros::commands;
 /// Implements [`Projection`] from an impl block of handler methods, one per event type.
 ///
 /// Each `async fn name(&self, id: &str, event: &EventType, meta: &Meta) -> Result<(), E>`
-/// handles one event type; the type must belong to one of the `streams`.
+/// handles one event type; the type must belong to one of the `streams`. Events of other types
+/// pass, but one of a type that its stream's event enum does not know (renamed or removed) stops
+/// the handler as it stops loading the aggregate, unless `skip_unknown_events` is set.
 /// Arguments: `bookmark = "..."` and `streams = ["..."]` (required), `tail_stream`,
-/// `always_tail_stream`, `continue_on_error` (flags), `crate = "path"`.
+/// `always_tail_stream`, `continue_on_error`, `skip_unknown_events` (flags), `crate = "path"`.
 #[cfg(feature = "macros")]
 pub use evt_macros::projection;
 
@@ -248,9 +250,14 @@ pub mod __private {
         serde_json::from_str(json.get())
     }
 
-    /// The error for a `type` that is none of the enum's.
-    pub fn unknown_type(found: &str, expected: &'static [&'static str]) -> serde_json::Error {
-        serde::de::Error::unknown_variant(found, expected)
+    /// The error for a `type` that is none of the enum's, or for a document without a string
+    /// `type` (`found` is `""`).
+    pub fn unknown_type(
+        found: &str,
+        json: &serde_json::value::RawValue,
+        expected: &'static [&'static str],
+    ) -> serde_json::Error {
+        crate::event::type_error(found, json, expected)
     }
 
     /// Turns a handler's error into the boxed error the runtime reports.

@@ -1045,7 +1045,9 @@ pub async fn malformed_event(factory: &impl Factory) {
         .unwrap();
     let error = domain.load::<Other>("x").await.unwrap_err();
     assert!(
-        error.to_string().contains("unknown variant `vanished`"),
+        error
+            .to_string()
+            .contains("unknown event type `vanished`, expected `pinged`"),
         "{error}"
     );
     assert_eq!(unknown.len(), 1);

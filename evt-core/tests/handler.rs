@@ -1,12 +1,14 @@
 //! A started handler's life: stopping between pages, concurrent stops, panicking handler methods,
-//! and ending when every `Handler` value is dropped.
+//! failing storage, and ending when every `Handler` value is dropped.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use evt_core::testing::{Create, ExampleCommands};
-use evt_core::{Domain, MemoryProvider, Meta, projection};
+use evt_core::{
+    Domain, Error, MemoryProvider, Meta, NewEvent, Provider, Snapshot, StoredEvent, projection,
+};
 
 /// Waits (bounded) until `done` holds; the bound is for liveness, not speed.
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
@@ -134,4 +136,181 @@ async fn dropping_every_handler_ends_its_task() {
         Arc::strong_count(&token) == 1
     })
     .await;
+}
+
+/// What [`Failing`] fails at.
+#[derive(Debug, Clone, Copy)]
+enum Fail {
+    /// Reading a page of events.
+    Read,
+    /// Storing a bookmark.
+    Bookmark,
+}
+
+/// The memory provider, failing at one thing.
+struct Failing {
+    inner: MemoryProvider,
+    fail: Fail,
+}
+
+#[async_trait::async_trait]
+impl Provider for Failing {
+    fn limit(&self) -> usize {
+        self.inner.limit()
+    }
+
+    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+        self.inner.get_position(bookmark).await
+    }
+
+    async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
+        match self.fail {
+            Fail::Bookmark => Err(Error::provider(
+                format!("store bookmark `{bookmark}` at position {position}"),
+                "the disk is full",
+            )),
+            Fail::Read => self.inner.set_position(bookmark, position).await,
+        }
+    }
+
+    async fn get_events_from(
+        &self,
+        streams: &[&str],
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
+        match self.fail {
+            Fail::Read => Err(Error::provider(
+                format!("read events of {streams:?} after position {after}"),
+                "the connection was reset",
+            )),
+            Fail::Bookmark => self.inner.get_events_from(streams, after, limit).await,
+        }
+    }
+
+    async fn get_events_for(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
+        (self.inner)
+            .get_events_for(stream, aggregate_id, after_version, limit)
+            .await
+    }
+
+    async fn get_last_event_for(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Arc<StoredEvent>>, Error> {
+        self.inner.get_last_event_for(stream, aggregate_id).await
+    }
+
+    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+        self.inner.get_last_position(streams).await
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
+        (self.inner)
+            .append(stream, aggregate_id, expected_version, events, snapshot)
+            .await
+    }
+
+    async fn get_snapshot(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, Error> {
+        self.inner.get_snapshot(stream, aggregate_id).await
+    }
+}
+
+/// Keeps the fields of every error-level tracing event, as `name=value` lines.
+struct ErrorLog(Arc<Mutex<Vec<String>>>);
+
+impl ErrorLog {
+    fn lines(log: &Mutex<Vec<String>>) -> Vec<String> {
+        log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl tracing::Subscriber for ErrorLog {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?}\n", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::ERROR {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(fields.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// On one thread, so that the started handler's task logs to this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_storage_is_logged_as_such() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let _logging = tracing::subscriber::set_default(ErrorLog(log.clone()));
+    for (fail, what) in [
+        (
+            Fail::Read,
+            "read events of [\"examples\"] after position 0 failed: the connection was reset",
+        ),
+        (
+            Fail::Bookmark,
+            "store bookmark `slow` at position 1 failed: the disk is full",
+        ),
+    ] {
+        log.lock().unwrap().clear();
+        let domain = Domain::from_arc(Arc::new(Failing {
+            inner: MemoryProvider::new(),
+            fail,
+        }));
+        created(&domain, 1).await;
+        let handler = domain
+            .handler(Slow::default())
+            .poll_interval(Duration::from_millis(10));
+        handler.start();
+        eventually("the failure was logged", || {
+            !ErrorLog::lines(&log).is_empty()
+        })
+        .await;
+        handler.stop().await;
+        let line = &ErrorLog::lines(&log)[0];
+        assert!(
+            line.contains(what),
+            "{fail:?}: `{what}` missing from: {line}"
+        );
+        assert!(
+            line.contains("handler stopped: the storage failed"),
+            "{fail:?}: {line}"
+        );
+        assert!(!line.contains("at an event"), "{fail:?}: {line}");
+    }
 }

@@ -345,7 +345,7 @@ fn generate(
             ) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
                 match #event_type {
                     #(#type_names => <#idents as #krate::EventVariant>::from_json(#json).map(#name::#idents),)*
-                    other => ::core::result::Result::Err(#krate::__private::unknown_type(other, <Self as #krate::Event>::TYPES)),
+                    other => ::core::result::Result::Err(#krate::__private::unknown_type(other, #json, <Self as #krate::Event>::TYPES)),
                 }
             }
         }

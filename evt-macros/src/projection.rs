@@ -15,6 +15,7 @@ const KEYS: &[&str] = &[
     "tail_stream",
     "always_tail_stream",
     "continue_on_error",
+    "skip_unknown_events",
     "crate",
 ];
 
@@ -25,6 +26,7 @@ struct Args {
     tail_stream: Option<bool>,
     always_tail_stream: Option<bool>,
     continue_on_error: Option<bool>,
+    skip_unknown_events: Option<bool>,
     krate: Option<syn::Path>,
 }
 
@@ -102,6 +104,9 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
         } else if meta.path.is_ident("continue_on_error") {
             args::once(&meta, &args.continue_on_error)?;
             args.continue_on_error = Some(args::flag(&meta)?);
+        } else if meta.path.is_ident("skip_unknown_events") {
+            args::once(&meta, &args.skip_unknown_events)?;
+            args.skip_unknown_events = Some(args::flag(&meta)?);
         } else if meta.path.is_ident("crate") {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
@@ -218,6 +223,7 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
     let tail_stream = args.tail_stream.unwrap_or(false);
     let always_tail_stream = args.always_tail_stream.unwrap_or(false);
     let continue_on_error = args.continue_on_error.unwrap_or(false);
+    let skip_unknown_events = args.skip_unknown_events.unwrap_or(false);
     let mixed = Span::mixed_site();
     let event = syn::Ident::new("__evt_event", mixed);
     let meta = syn::Ident::new("__evt_meta", mixed);
@@ -243,6 +249,15 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
                 #call
                 return ::core::result::Result::Ok(());
             }
+        }
+    });
+    let event_types = handles.iter().map(|handle| {
+        let ty = handle.event;
+        quote_spanned! {ty.span()=>
+            (
+                <<#ty as #krate::EventVariant>::Event as #krate::EventStream>::STREAM,
+                <<#ty as #krate::EventVariant>::Event as #krate::Event>::TYPES,
+            )
         }
     });
     let checks = handles.iter().map(|handle| {
@@ -271,7 +286,10 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
                 tail_stream: #tail_stream,
                 always_tail_stream: #always_tail_stream,
                 continue_on_error: #continue_on_error,
+                skip_unknown_events: #skip_unknown_events,
             };
+            const EVENT_TYPES: &'static [(&'static str, &'static [&'static str])] =
+                &[#(#event_types),*];
 
             #[allow(unused_variables, unreachable_code)]
             async fn handle(

@@ -94,7 +94,8 @@ pub struct Model;
     streams = ["departments"],
     tail_stream,
     always_tail_stream = false,
-    continue_on_error = true
+    continue_on_error = true,
+    skip_unknown_events
 )]
 impl Model {
     async fn created(&self, _id: &str, _event: &DepartmentCreated, _meta: &Meta) -> Result<(), std::io::Error> {
@@ -103,6 +104,8 @@ impl Model {
 
     fn deleted(&self, _id: &str, _event: &DepartmentDeleted, _meta: &Meta) {}
 }
+
+const _: () = assert!(<Model as evt::Projection>::OPTIONS.skip_unknown_events);
 
 fn assert_send<T: Send>(_: T) {}
 
