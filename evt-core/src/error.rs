@@ -36,7 +36,9 @@ pub enum Error {
     /// before deciding again, or the command may be applied twice.
     #[error(
         "append to `{stream}/{aggregate_id}` at version {expected}: outcome unknown, the events \
-         may or may not be stored ({source}); load the aggregate to see"
+         may or may not be stored ({source}); load the aggregate to see",
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id)
     )]
     AppendUnknown {
         /// The aggregate's stream.
@@ -51,7 +53,10 @@ pub enum Error {
 
     /// The store could not do it for now (unreachable, failing over, too busy with conflicting
     /// writes); nothing was changed, and the same call may succeed if tried again.
-    #[error("{operation} failed for now, nothing was changed (try again): {source}")]
+    #[error(
+        "{operation} failed for now, nothing was changed (try again): {source}",
+        operation = Cut::new(.operation, OPERATION_CHARS)
+    )]
     Transient {
         /// What the provider was doing, e.g. "append to `departments/d-1` at version 3".
         operation: String,
@@ -347,6 +352,13 @@ mod tests {
                 source: "failed".into(),
             },
             Error::provider(format!("append to `s/{long}` at version 3"), "failed"),
+            Error::transient(format!("append to `s/{long}` at version 3"), "failed"),
+            Error::AppendUnknown {
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                expected: 3,
+                source: "connection lost".into(),
+            },
         ]
     }
 

@@ -18,22 +18,8 @@ pub fn now() -> DateTime<Utc> {
 /// assert_eq!(display_id("d-1").to_string(), "d-1");
 /// assert_eq!(display_id(&"x".repeat(1000)).to_string(), format!("{}… (1000 bytes)", "x".repeat(100)));
 /// ```
-pub fn display_id(id: &str) -> DisplayId<'_> {
-    DisplayId(id)
-}
-
-/// An id cut for messages; see [`display_id`].
-#[derive(Debug, Clone, Copy)]
-pub struct DisplayId<'a>(&'a str);
-
-impl std::fmt::Display for DisplayId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const KEEP: usize = 100;
-        match self.0.char_indices().nth(KEEP) {
-            Some((cut, _)) => write!(f, "{}… ({} bytes)", &self.0[..cut], self.0.len()),
-            None => f.write_str(self.0),
-        }
-    }
+pub fn display_id(id: &str) -> impl std::fmt::Display + '_ {
+    crate::error::cut(id)
 }
 
 /// Checks that `name` is a plain SQL identifier (an ASCII letter or `_`, then letters, digits or

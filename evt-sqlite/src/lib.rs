@@ -39,9 +39,13 @@
 //! # Design: correct under concurrent writers, in one process or several
 //!
 //! [`SqliteProvider::open`] puts the file in WAL mode (readers never block the writer, nor it
-//! them) with `synchronous = NORMAL` (a commit survives a crash of the program; a power loss may
-//! undo the last commits, never corrupt the file) and a busy timeout ([`BUSY_TIMEOUT`]), so that a
-//! writer waits for another instead of failing.
+//! them; the file stays in WAL mode for every later user, evtstore's knex included) with
+//! `synchronous = FULL` (an acknowledged append survives a crash of the program and a power
+//! loss) and a busy timeout ([`BUSY_TIMEOUT`]), so that a writer waits for another instead of
+//! failing. For faster commits that may lose the last appends on a power loss (never on a crash
+//! of the program, never half of one), open a pool of your own with
+//! `SqliteProvider::connect_options(path).synchronous(SqliteSynchronous::Normal)` and
+//! [`SqliteProvider::new`].
 //!
 //! An append is one transaction begun with `BEGIN IMMEDIATE`, which takes the file's single write
 //! lock at once, waiting for it under the busy timeout. (A deferred `BEGIN` would read first and
@@ -383,13 +387,13 @@ impl SqliteProvider {
     }
 
     /// The connection settings of [`SqliteProvider::open`], for a pool of your own: the file at
-    /// `path`, created if missing, in WAL mode with `synchronous = NORMAL` and [`BUSY_TIMEOUT`].
+    /// `path`, created if missing, in WAL mode with `synchronous = FULL` and [`BUSY_TIMEOUT`].
     pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
         SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
     }
 

@@ -38,7 +38,10 @@ async fn the_file_is_in_wal_mode_with_a_busy_timeout() {
         .fetch_one(provider.pool())
         .await
         .unwrap();
-    assert_eq!(synchronous, 1, "NORMAL");
+    assert_eq!(
+        synchronous, 2,
+        "FULL: an acknowledged append survives a power loss"
+    );
     let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
         .fetch_one(provider.pool())
         .await
