@@ -89,7 +89,9 @@ async fn fresh(backend: &str) -> Result<Arc<dyn Provider>, Error> {
         "postgres" => {
             let url = std::env::var("EVT_POSTGRES_URL")
                 .map_err(|_| "EVT_POSTGRES_URL is not set (./scripts/bench sets it)")?;
-            let provider = evt_postgres::PostgresProvider::connect(&url)
+            // Ten connections, as the peers' pools and evt's earlier default: W1c runs 8 tasks.
+            let pool = evt_postgres::sqlx::postgres::PgPoolOptions::new().max_connections(10);
+            let provider = evt_postgres::PostgresProvider::connect_with(&url, pool)
                 .await?
                 .events_table(&format!("{unique}_events"))?
                 .bookmarks_table(&format!("{unique}_bookmarks"))?;
