@@ -22,6 +22,20 @@ pub fn display_id(id: &str) -> impl std::fmt::Display + '_ {
     crate::error::cut(id)
 }
 
+/// A fresh random id for one append, for a provider to store with its events, so that a try
+/// whose answer was lost can tell its own stored events from another writer's.
+pub fn append_id() -> i64 {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let hash = RandomState::new().hash_one((
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::process::id(),
+        std::time::SystemTime::now(),
+    ));
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
 /// Checks that `name` is a plain SQL identifier (an ASCII letter or `_`, then letters, digits or
 /// `_`, at most 63 in all), so that it can go into a statement as it is.
 pub fn check_identifier(name: &str) -> Result<&str, crate::Error> {

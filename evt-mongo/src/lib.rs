@@ -474,19 +474,6 @@ fn is_retryable(error: &mongodb::error::Error) -> bool {
         )
 }
 
-/// A fresh id for one append, written on its events, so that a try can tell an earlier try's
-/// events from another writer's.
-fn append_id() -> i64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let hash = RandomState::new().hash_one((
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::process::id(),
-        std::time::SystemTime::now(),
-    ));
-    i64::from_ne_bytes(hash.to_ne_bytes())
-}
-
 /// Commits, committing again while the result is unknown (bounded).
 async fn commit(session: &mut ClientSession) -> Result<(), Attempt> {
     let mut tries = 0;
@@ -719,7 +706,7 @@ impl Provider for MongoProvider {
             aggregate_id: aggregate_id.to_owned(),
             expected: expected_version,
         };
-        let append_id = append_id();
+        let append_id = evt_core::util::append_id();
         let append = Append {
             stream,
             aggregate_id,

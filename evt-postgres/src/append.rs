@@ -66,20 +66,6 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|e| e.is_unique_violation())
 }
 
-/// A fresh id for one append, stored with its events so that an append whose answer was lost
-/// can tell its own events from another writer's.
-fn append_id() -> i64 {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let hash = RandomState::new().hash_one((
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::process::id(),
-        std::time::SystemTime::now(),
-    ));
-    i64::from_ne_bytes(hash.to_ne_bytes())
-}
-
 impl PostgresProvider {
     pub(crate) async fn append_events(
         &self,
@@ -104,7 +90,7 @@ impl PostgresProvider {
             timestamp: util::now(),
             snapshot: snapshot.as_deref(),
             data: events.iter().map(|event| event.data.get()).collect(),
-            id: append_id(),
+            id: util::append_id(),
         };
         let rows = match self.run_append(&append).await {
             Ok(rows) if rows.is_empty() => return Err(conflict()),
