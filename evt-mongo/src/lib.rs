@@ -755,11 +755,8 @@ impl Provider for MongoProvider {
                     unsure = true;
                     Some(error)
                 }
-                Err(Attempt::CommitFailed(error)) if is_retryable(&error) => {
-                    (unsure, commit_unknown) = (true, true);
-                    Some(error)
-                }
                 Err(Attempt::Failed(error)) => return Err(failed(operation(), error)),
+                // Applied or not, a commit is tried again: a later try settles which.
                 Err(Attempt::CommitFailed(error)) => {
                     (unsure, commit_unknown) = (true, true);
                     Some(error)

@@ -221,10 +221,6 @@ impl Sql {
     }
 }
 
-fn failed(operation: impl Into<String>, error: sqlx::Error) -> Error {
-    classify(operation, error)
-}
-
 fn non_negative(value: i64, what: &str) -> Result<u64, String> {
     u64::try_from(value).map_err(|_| format!("`{what}` is negative: {value}"))
 }
@@ -374,7 +370,7 @@ impl PostgresProvider {
         let rows = query
             .fetch_all(&self.pool)
             .await
-            .map_err(|e| failed(operation(), e))?;
+            .map_err(|e| classify(operation(), e))?;
         rows.iter()
             .map(|row| stored_event(row, aggregate).map(Arc::new))
             .collect()
@@ -398,7 +394,7 @@ impl Provider for PostgresProvider {
             .bind(bookmark)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| failed(operation(), e))?;
+            .map_err(|e| classify(operation(), e))?;
         position
             .map(|p| non_negative(p, "position"))
             .transpose()
@@ -412,7 +408,7 @@ impl Provider for PostgresProvider {
             .execute(&self.pool)
             .await
             .map_err(|e| {
-                failed(
+                classify(
                     format!("store bookmark `{bookmark}` at position {position}"),
                     e,
                 )
@@ -482,7 +478,7 @@ impl Provider for PostgresProvider {
             .bind(streams)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| failed(operation(), e))?;
+            .map_err(|e| classify(operation(), e))?;
         non_negative(position, "position").map_err(|problem| Error::provider(operation(), problem))
     }
 
@@ -509,7 +505,7 @@ impl Provider for PostgresProvider {
             .bind(aggregate_id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| failed(operation(), e))?;
+            .map_err(|e| classify(operation(), e))?;
         found
             .map(|Json(snapshot)| Snapshot::from_json(snapshot))
             .transpose()
