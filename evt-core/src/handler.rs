@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::Error;
 use crate::error::BoxError;
-use crate::provider::{Provider, StoredEvent};
+use crate::provider::{Checkpoint, Provider, StoredEvent};
 
 /// Handlers for events of some streams, with the bookmark that records how far they got.
 ///
@@ -117,10 +117,10 @@ struct Config {
 
 #[derive(Default)]
 struct RunState {
-    /// The position handled up to, once loaded; `None` makes the next run read the bookmark.
-    position: Option<u64>,
-    /// The stored position of an in-memory bookmark.
-    memory: Option<u64>,
+    /// Where the handler stands, once loaded; `None` makes the next run read the bookmark.
+    checkpoint: Option<Checkpoint>,
+    /// The stored checkpoint of an in-memory bookmark.
+    memory: Option<Checkpoint>,
 }
 
 /// A started handler's task: told to stop through `stop`, says it has stopped through `done`.
@@ -235,19 +235,19 @@ impl<P: Projection> Handler<P> {
         let config = self.config().clone();
         let provider = &*self.inner.provider;
         let mut run = self.inner.run.lock().await;
-        let mut position = match run.position {
-            Some(position) => position,
-            None => self.load_position(&mut run, &config).await?,
+        let mut checkpoint = match run.checkpoint.take() {
+            Some(checkpoint) => checkpoint,
+            None => self.load_checkpoint(&mut run, &config).await?,
         };
-        run.position = Some(position);
+        run.checkpoint = Some(checkpoint.clone());
         let limit = provider.limit().max(1);
         let mut handled = 0;
         loop {
             let events = provider
-                .get_events_from(P::STREAMS, position, limit)
+                .read_after(P::STREAMS, &checkpoint, limit)
                 .await?;
-            let page_start = position;
-            for event in &events {
+            let page_start = checkpoint.clone();
+            for (event, after) in &events {
                 let outcome = match type_problem::<P>(event) {
                     None => self.inner.projection.handle(event).await,
                     Some(_)
@@ -265,7 +265,8 @@ impl<P: Projection> Handler<P> {
                 if let Err(source) = outcome {
                     let error = self.handler_error(event, source);
                     if !config.options.continue_on_error {
-                        self.save(&mut run, &config, page_start, position).await?;
+                        self.save(&mut run, &config, &page_start, &checkpoint)
+                            .await?;
                         return Err(error);
                     }
                     match &config.on_error {
@@ -273,12 +274,17 @@ impl<P: Projection> Handler<P> {
                         None => tracing::warn!(%error, "handler error skipped (continue_on_error)"),
                     }
                 }
-                position = event.meta.position;
-                run.position = Some(position);
+                checkpoint = after.clone();
+                run.checkpoint = Some(checkpoint.clone());
                 handled += 1;
             }
-            self.save(&mut run, &config, page_start, position).await?;
-            tracing::trace!(events = events.len(), position, "handler page done");
+            self.save(&mut run, &config, &page_start, &checkpoint)
+                .await?;
+            tracing::trace!(
+                events = events.len(),
+                position = checkpoint.position,
+                "handler page done"
+            );
             if events.len() < limit || stop.is_some_and(|stop| *stop.borrow()) {
                 return Ok(handled);
             }
@@ -299,38 +305,43 @@ impl<P: Projection> Handler<P> {
     }
 
     /// Where to start: the stored bookmark, or the end of history when tailing.
-    async fn load_position(&self, run: &mut RunState, config: &Config) -> Result<u64, Error> {
+    async fn load_checkpoint(
+        &self,
+        run: &mut RunState,
+        config: &Config,
+    ) -> Result<Checkpoint, Error> {
         let stored = if config.memory_bookmark {
-            run.memory
+            run.memory.clone()
         } else {
-            self.inner.provider.get_position(P::BOOKMARK).await?
+            self.inner.provider.get_checkpoint(P::BOOKMARK).await?
         };
         let options = config.options;
         if options.always_tail_stream || (options.tail_stream && stored.is_none()) {
-            let end = self.inner.provider.get_last_position(P::STREAMS).await?;
-            self.save(run, config, u64::MAX, end).await?;
+            let end = self.inner.provider.get_last_checkpoint(P::STREAMS).await?;
+            self.save(run, config, &Checkpoint::at(u64::MAX), &end)
+                .await?;
             return Ok(end);
         }
-        Ok(stored.unwrap_or(0))
+        Ok(stored.unwrap_or_default())
     }
 
     async fn save(
         &self,
         run: &mut RunState,
         config: &Config,
-        before: u64,
-        position: u64,
+        before: &Checkpoint,
+        checkpoint: &Checkpoint,
     ) -> Result<(), Error> {
-        if position == before {
+        if checkpoint == before {
             return Ok(());
         }
         if config.memory_bookmark {
-            run.memory = Some(position);
+            run.memory = Some(checkpoint.clone());
             Ok(())
         } else {
             self.inner
                 .provider
-                .set_position(P::BOOKMARK, position)
+                .set_checkpoint(P::BOOKMARK, checkpoint)
                 .await
         }
     }
@@ -338,7 +349,7 @@ impl<P: Projection> Handler<P> {
     /// Forgets the position held in memory, so the next run reads the bookmark again
     /// (and, with `always_tail_stream`, starts at the end again).
     pub async fn reset(&self) {
-        self.inner.run.lock().await.position = None;
+        self.inner.run.lock().await.checkpoint = None;
     }
 
     /// Starts handling events in a tokio task, until [`Handler::stop`]. Does nothing if started.

@@ -98,7 +98,7 @@ pub use error::{BoxError, CommandError, Error};
 pub use event::{Decision, Event, EventOf, EventStream, EventVariant, IntoEvents};
 pub use handler::{DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
 pub use memory::{DEFAULT_LIMIT, MemoryProvider};
-pub use provider::{Meta, NewEvent, Provider, Snapshot, StoredEvent};
+pub use provider::{Checkpoint, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 
 /// Marks an event enum: one struct per variant, stored as evtstore stores events.
 ///

@@ -24,8 +24,11 @@ pub struct Meta {
     pub aggregate_id: String,
     /// The event's version in its aggregate: 1 for the first event.
     pub version: u64,
-    /// The event's position in the whole store: at least 1, at most `i64::MAX`, increasing in
-    /// the order events become visible, never reused (gaps are allowed).
+    /// The event's position in the whole store: at least 1, at most `i64::MAX`, never reused
+    /// (gaps are allowed). In memory, PostgreSQL and SQLite it increases in the order events
+    /// become visible; in MongoDB it is the server's `Timestamp` of the insert as `t << 32 | i`,
+    /// which increases with time but not always in commit order (handlers do not rely on it: see
+    /// [`Provider::read_after`]).
     pub position: u64,
     /// When the event was appended, to the millisecond.
     pub timestamp: DateTime<Utc>,
@@ -117,14 +120,51 @@ impl Snapshot {
     }
 }
 
+/// Where a handler stands in the store: the position of the last event it handled, and what the
+/// provider needs beyond it to go on exactly from there.
+///
+/// Providers whose positions increase in commit order (memory, PostgreSQL, SQLite) need only the
+/// position. MongoDB's positions are filled at insert, not at commit, so its handlers follow a
+/// change stream and keep its resume token in `resume`.
+///
+/// ```
+/// use evt_core::Checkpoint;
+///
+/// let start = Checkpoint::default();
+/// assert_eq!(start.position, 0);
+/// assert_eq!(Checkpoint::at(42).position, 42);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The position of the last event handled (0: none yet); what evtstore's bookmarks store.
+    pub position: u64,
+    /// The provider's own resume point (MongoDB: a change stream's resume token), as it wrote
+    /// it; `None` to go on by position.
+    pub resume: Option<String>,
+}
+
+impl Checkpoint {
+    /// Just after `position`, without a resume point.
+    pub fn at(position: u64) -> Checkpoint {
+        Checkpoint {
+            position,
+            resume: None,
+        }
+    }
+}
+
 /// A store of events, bookmarks and snapshots.
 ///
 /// Contract, checked by the conformance suite (`evt_core::testing`, feature `test-util`):
 /// - `append` is atomic and version-checked: all events or none, and [`Error::VersionConflict`]
 ///   unless the aggregate's last version is `expected_version`;
-/// - positions increase in the order events become visible: a reader that has seen position `p`
-///   never later finds a new event below `p`;
+/// - [`Provider::read_after`] (what handlers read) skips nothing: a reader that goes on from the
+///   checkpoints it was given sees every event of its streams once, each append's events
+///   together and in version order, whoever wrote them and whenever they commit;
 /// - reads return events in ascending version (for one aggregate) or position (across streams).
+///   Where positions increase in commit order (memory, PostgreSQL, SQLite: a reader that has seen
+///   position `p` never later finds a new event below `p`), `read_after` is `get_events_from`;
+///   where they do not (MongoDB), the provider implements `read_after` on its own.
 ///
 /// Events come back shared (`Arc`), so that a provider holding them in memory hands them out
 /// without copying their documents.
@@ -190,8 +230,52 @@ pub trait Provider: Send + Sync + 'static {
         aggregate_id: &str,
     ) -> Result<Option<Snapshot>, Error>;
 
+    /// The next events of the given streams after `from`, at most `limit`, each with the
+    /// checkpoint just after it, in the order a handler must handle them. Handlers read through
+    /// it; going on from the checkpoints it gives skips nothing (see the trait's contract).
+    ///
+    /// By default: [`Provider::get_events_from`] after `from.position`.
+    async fn read_after(
+        &self,
+        streams: &[&str],
+        from: &Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<(Arc<StoredEvent>, Checkpoint)>, Error> {
+        let events = self.get_events_from(streams, from.position, limit).await?;
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let checkpoint = Checkpoint::at(event.meta.position);
+                (event, checkpoint)
+            })
+            .collect())
+    }
+
+    /// The stored checkpoint of a bookmark, or `None` if it was never set.
+    ///
+    /// By default: [`Provider::get_position`], without a resume point.
+    async fn get_checkpoint(&self, bookmark: &str) -> Result<Option<Checkpoint>, Error> {
+        Ok(self.get_position(bookmark).await?.map(Checkpoint::at))
+    }
+
+    /// Stores the checkpoint of a bookmark.
+    ///
+    /// By default: [`Provider::set_position`] with its position.
+    async fn set_checkpoint(&self, bookmark: &str, checkpoint: &Checkpoint) -> Result<(), Error> {
+        self.set_position(bookmark, checkpoint.position).await
+    }
+
+    /// The checkpoint after the last visible event of the given streams: where a tailing
+    /// handler starts.
+    ///
+    /// By default: [`Provider::get_last_position`], without a resume point.
+    async fn get_last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
+        Ok(Checkpoint::at(self.get_last_position(streams).await?))
+    }
+
     /// A signal that changes after each append made through this provider value, so that a
     /// started handler in the same process wakes at once instead of waiting for its next poll.
+    /// (MongoDB's changes after every append to its events collection, from any process.)
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
         None
     }

@@ -12,89 +12,121 @@
 //! # }
 //! ```
 //!
-//! # Documents
+//! # Documents: evtstore's, in place
 //!
-//! As evtstore stores them, so that a MongoDB user can query them in the shell:
-//! - events: `{stream, aggregateId, version, position, timestamp: Date, event: {type, ...}}`, and on
-//!   the last event of an append of an aggregate with snapshots, `snapshot: {snapshotVersion, version, state}`;
-//! - bookmarks: `{bookmark, position}`;
-//! - one counter document `{_id: "events", position}` in the `counters` collection.
+//! The provider reads and writes evtstore's MongoDB store as it is, beside a running evtstore:
+//! - events: `{stream, aggregateId, version, position: Timestamp, timestamp: Date, event: {type, ...}}`,
+//!   plus two fields evtstore ignores: `appendId` (see *Unknown outcomes*) and, on the last event
+//!   of an append of an aggregate with snapshots, `snapshot: {snapshotVersion, version, state}`;
+//! - bookmarks: `{bookmark, position: Timestamp}`, plus `resumeToken` (see *Handlers*);
+//! - the indexes of evtstore's `migrate`, under its names: `stream-id-version-index` (unique
+//!   `{stream, aggregateId, version}`), `stream-position-index` (unique `{stream, position}`),
+//!   `bookmark-index` (unique `{bookmark}`). [`MongoProvider::migrate`] creates those missing and
+//!   accepts an index with the same keys under another name.
 //!
-//! Positions and versions are 64-bit integers. (evtstore's own MongoDB provider uses `Timestamp`
-//! positions; its bookmarks do not carry over.)
+//! A position is the server's `Timestamp` of the insert (evtstore writes `Timestamp(0, 0)`, which
+//! the server fills); [`evt_core::Meta::position`] is its `t << 32 | i`.
 //!
-//! # Design: correct under concurrent writers
+//! # Moving from evtstore
 //!
-//! An append is one multi-document transaction that
-//! 1. reads the aggregate's last version and fails with [`Error::VersionConflict`] unless it is the
-//!    expected one;
-//! 2. takes its positions from the counter document (`$inc` by the number of events);
-//! 3. inserts the events, under a unique index on `{stream, aggregateId, version}`: a racing
-//!    writer's duplicate (error code 11000) is also a version conflict;
-//! 4. commits.
+//! Point the provider at evtstore's database and collections ([`MongoProvider::events_collection`],
+//! [`MongoProvider::bookmarks_collection`]; evtstore's guide names them `events` and `bookmarks`,
+//! the defaults here) and run [`MongoProvider::migrate`] (it finds evtstore's indexes and changes
+//! nothing). Events, aggregates and bookmarks carry over; evtstore and `evt` can run side by side
+//! on the same store, each reading the other's events. An evtstore bookmark is picked up at its
+//! position (see *Handlers* for what a handler does from there).
 //!
-//! *Atomic*: the events become visible together at commit, or not at all (an error or a dropped
-//! connection before commit aborts the transaction).
+//! # Appends
 //!
-//! *No skipped events*: two appends both write the counter document, so the second cannot take
-//! its positions until the first has committed (MongoDB aborts it with a write conflict, and it is
-//! retried). Positions therefore become visible in increasing order, and a handler that has read
-//! position `p` never later finds a new event below `p`. Evtstore's server-filled `Timestamp` is
-//! assigned at insert, before commit, so an event can commit after a higher position was read.
-//! The price is that appends are serialised on the counter document, one transaction at a time.
+//! One event: a single upsert that can only insert, under the unique index on
+//! `{stream, aggregateId, version}` (a lost race is [`Error::VersionConflict`]), returning the
+//! position the server gave it: one round trip, no transaction, no document that every append
+//! writes. Several events: one transaction, all or none. Transient errors and network errors are
+//! retried with the same `appendId`.
 //!
-//! Transient transaction errors (label `TransientTransactionError`) and network errors are
-//! retried, and a commit with an unknown result is committed again, a bounded number of times,
-//! with a short random backoff. Retries that still fail end in [`Error::Transient`].
+//! # Handlers: change streams, nothing skipped
+//!
+//! Positions are filled at insert, not at commit, so an event can become visible after a later
+//! position was read (that is how evtstore's handlers lose events when writers race). Handlers
+//! here read through [`Provider::read_after`], which
+//! 1. reads history by position, but only below a *cut* [`MongoProvider::commit_margin`] in the
+//!    past (default [`DEFAULT_COMMIT_MARGIN`]): every event below it has committed, since an
+//!    insert commits within that time of taking its position (a transaction that takes longer is
+//!    aborted by the server's `transactionLifetimeLimitSeconds`, 60 s by default);
+//! 2. then follows a change stream of the events collection that starts at the cut
+//!    (`startAtOperationTime`), which delivers committed inserts in commit order, skipping those
+//!    below the cut (already read from history);
+//! 3. keeps the change stream's resume token in the handler's checkpoint, stored in the bookmark
+//!    document as `resumeToken` beside `position`, and resumes from it after a restart.
+//!
+//! *At least once*: a handler stores its bookmark after each page, so after a crash the events of
+//! the page it was handling are handled again. Apart from that, each event is handled once.
+//!
+//! *History gone*: when a change stream cannot resume (its token has left the oplog), the handler
+//! logs a warning and reads again from its position minus the commit margin; the events of that
+//! window are handled a second time, none is skipped. The oplog must reach back at least the
+//! commit margin.
+//!
+//! The bookmark's `position` is the highest position handled, so that evtstore reads it as it
+//! expects; evtstore's handlers, reading by position, still skip late commits that `evt`'s do not.
+//!
+//! # Wake-ups across processes
+//!
+//! A started handler subscribes to a change stream of inserts (one per provider and its clones),
+//! so an append in any process wakes it within milliseconds; polling remains as the fallback.
 //!
 //! # Unknown outcomes
 //!
-//! Each append writes a random `appendId` on its events (a field evtstore ignores), the same on
-//! every try. When a try failed after something was sent (a lost connection, a commit whose
-//! result is unknown), a later try that finds the aggregate past the expected version looks at
-//! the event at the next version: its own `appendId` means an earlier try was stored, and the
-//! append succeeds, stored once; another writer's is a [`Error::VersionConflict`]. When no try
-//! gets through and a commit may have been applied, it is [`Error::AppendUnknown`], which
-//! commands never retry.
+//! Each append writes a random `appendId` on its events, the same on every try. When a try
+//! failed after something was sent (a lost connection, a commit whose result is unknown), or a
+//! unique index refused it, the event at the next version says what happened: its own
+//! `appendId` means a try was stored (the append succeeds, stored once); another writer's is a
+//! [`Error::VersionConflict`]. When no try gets through and one may have been applied, it is
+//! [`Error::AppendUnknown`], which commands never retry.
 //!
 //! # Durability
 //!
-//! Appends commit with the write concern `{w: "majority", j: true}` (see
+//! Appends use the write concern `{w: "majority", j: true}` (see
 //! [`MongoProvider::write_concern`]): an acknowledged append is in the journal of a majority of
 //! the replica set and survives a crash of the server.
 //!
-//! Handlers in the same process are woken by each append; other processes' appends are found by
-//! polling.
-//!
 //! # Requirements
 //!
-//! Transactions need a replica set (a single-node one is enough) or a sharded cluster.
+//! A replica set (a single-node one is enough) or a sharded cluster: change streams and
+//! transactions need one.
 
-use std::hash::{BuildHasher, RandomState};
+mod append;
+mod documents;
+mod feed;
+mod migrate;
+
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evt_core::chrono::{DateTime, Utc};
 use evt_core::util::redact_url;
-use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{Checkpoint, Error, NewEvent, Provider, Snapshot, StoredEvent};
 use futures_util::TryStreamExt;
-use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-use mongodb::options::{Acknowledgment, IndexOptions, ReturnDocument, WriteConcern};
-use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
+use mongodb::{Client, Collection, Database};
 use tokio::sync::watch;
 
+pub use append::MAX_APPEND_ATTEMPTS;
 pub use mongodb;
+
+use crate::append::Append;
+use crate::documents::{read_position, stored_event, timestamp};
+use crate::feed::{Tails, token_bson, token_text};
 
 /// The page size unless [`MongoProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
-/// How many times an append's transaction is tried before its error is returned.
-pub const MAX_TRANSACTION_ATTEMPTS: u32 = 100;
-
-/// The id of the position counter document.
-const COUNTER_ID: &str = "events";
+/// How long after taking its position an insert is sure to have committed, unless
+/// [`MongoProvider::commit_margin`] says otherwise: twice MongoDB's default
+/// `transactionLifetimeLimitSeconds` (60 s).
+pub const DEFAULT_COMMIT_MARGIN: Duration = Duration::from_secs(120);
 
 /// Events, bookmarks and snapshots in a MongoDB database.
 #[derive(Debug, Clone)]
@@ -102,10 +134,12 @@ pub struct MongoProvider {
     database: Database,
     events: Collection<Document>,
     bookmarks: Collection<Document>,
-    counters: Collection<Document>,
     limit: usize,
     write_concern: WriteConcern,
+    commit_margin: Duration,
     appended: watch::Sender<u64>,
+    watching: Arc<AtomicBool>,
+    tails: Tails,
 }
 
 /// The write concern of appends unless [`MongoProvider::write_concern`] says otherwise: a majority
@@ -123,16 +157,19 @@ fn failed(operation: impl Into<String>, error: mongodb::error::Error) -> Error {
 }
 
 impl MongoProvider {
-    /// A provider over `database`, with the collections `events`, `bookmarks` and `counters`.
+    /// A provider over `database`, with the collections `events` and `bookmarks` (evtstore's
+    /// guide's names).
     pub fn new(database: &Database) -> Self {
         MongoProvider {
             database: database.clone(),
             events: database.collection("events"),
             bookmarks: database.collection("bookmarks"),
-            counters: database.collection("counters"),
             limit: DEFAULT_LIMIT,
             write_concern: durable_write_concern(),
+            commit_margin: DEFAULT_COMMIT_MARGIN,
             appended: watch::Sender::new(0),
+            watching: Arc::default(),
+            tails: Tails::default(),
         }
     }
 
@@ -162,12 +199,6 @@ impl MongoProvider {
         self
     }
 
-    /// Keeps the position counter in the collection `name`.
-    pub fn counters_collection(mut self, name: &str) -> Self {
-        self.counters = self.database.collection(name);
-        self
-    }
-
     /// Reads pages of at most `limit` events (at least 1).
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
@@ -181,49 +212,34 @@ impl MongoProvider {
         self
     }
 
+    /// How long after taking its position an insert is sure to have committed (at least 1 s;
+    /// default [`DEFAULT_COMMIT_MARGIN`]). Handlers read history by position only below "now
+    /// minus this margin", and the rest through a change stream (see the crate's docs); raise it
+    /// if the server's `transactionLifetimeLimitSeconds` is raised. The oplog must reach back
+    /// at least this far.
+    pub fn commit_margin(mut self, margin: Duration) -> Self {
+        self.commit_margin = margin.max(Duration::from_secs(1));
+        self
+    }
+
     /// The database.
     pub fn database(&self) -> &Database {
         &self.database
     }
 
-    /// Creates the indexes and the counter document the provider relies on. Idempotent: run it
-    /// on every start.
-    pub async fn migrate(&self) -> Result<(), Error> {
-        let unique = || IndexOptions::builder().unique(true).build();
-        let indexes = [
-            (
-                &self.events,
-                doc! {"stream": 1, "aggregateId": 1, "version": 1},
-                true,
-            ),
-            (&self.events, doc! {"position": 1}, true),
-            (&self.events, doc! {"stream": 1, "position": 1}, false),
-            (&self.bookmarks, doc! {"bookmark": 1}, true),
-        ];
-        for (collection, keys, is_unique) in indexes {
-            let model = IndexModel::builder()
-                .keys(keys.clone())
-                .options(is_unique.then(unique))
-                .build();
-            collection.create_index(model).await.map_err(|e| {
-                failed(format!("create index {keys} on `{}`", collection.name()), e)
-            })?;
-        }
-        // Created here, before appends race on it.
-        self.counters
-            .update_one(
-                doc! {"_id": COUNTER_ID},
-                doc! {"$setOnInsert": {"position": 0_i64}},
-            )
-            .upsert(true)
-            .await
-            .map_err(|e| {
-                failed(
-                    format!("create the counter in `{}`", self.counters.name()),
-                    e,
-                )
-            })?;
-        Ok(())
+    /// Creates the indexes the provider relies on, by evtstore's names, where no index with the
+    /// same keys exists; says what it created. Idempotent: run it on every start.
+    ///
+    /// ```no_run
+    /// # async fn run(provider: evt_mongo::MongoProvider) -> Result<(), evt_core::Error> {
+    /// for change in provider.migrate().await? {
+    ///     println!("{change}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn migrate(&self) -> Result<Vec<String>, Error> {
+        migrate::migrate(&self.events, &self.bookmarks).await
     }
 
     async fn find_events(
@@ -232,12 +248,19 @@ impl MongoProvider {
         filter: Document,
         sort: Document,
         limit: usize,
+        read_concern: Option<ReadConcern>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let cursor = self
+        let mut find = self
             .events
             .find(filter)
             .sort(sort)
+            .projection(doc! {"snapshot": 0, "appendId": 0})
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .batch_size(u32::try_from(limit).unwrap_or(u32::MAX));
+        if let Some(read_concern) = read_concern {
+            find = find.read_concern(read_concern);
+        }
+        let cursor = find
             .await
             .map_err(|e| failed(operation(), e))?;
         let documents: Vec<Document> = cursor
@@ -249,343 +272,6 @@ impl MongoProvider {
             .map(|row| stored_event(row).map(Arc::new))
             .collect()
     }
-
-    async fn find_event(
-        &self,
-        operation: impl Fn() -> String,
-        filter: Document,
-        sort: Document,
-    ) -> Result<Option<Document>, Error> {
-        self.events
-            .find_one(filter)
-            .sort(sort)
-            .await
-            .map_err(|e| failed(operation(), e))
-    }
-
-    /// One try of an append's transaction.
-    async fn try_append(
-        &self,
-        session: &mut ClientSession,
-        append: &Append<'_>,
-    ) -> Result<Vec<Arc<StoredEvent>>, Attempt> {
-        session
-            .start_transaction()
-            .write_concern(self.write_concern.clone())
-            .await
-            .map_err(Attempt::Failed)?;
-        let result = self.append_in(session, append).await;
-        match result {
-            Ok(stored) => {
-                commit(session).await?;
-                Ok(stored)
-            }
-            Err(error) => {
-                // Best effort: the server aborts an abandoned transaction by itself too.
-                let _ = session.abort_transaction().await;
-                Err(error)
-            }
-        }
-    }
-
-    async fn append_in(
-        &self,
-        session: &mut ClientSession,
-        append: &Append<'_>,
-    ) -> Result<Vec<Arc<StoredEvent>>, Attempt> {
-        let Append {
-            stream,
-            aggregate_id,
-            expected_version,
-            events,
-            snapshot,
-            id: append_id,
-        } = *append;
-        let last = self
-            .events
-            .find_one(doc! {"stream": stream, "aggregateId": aggregate_id})
-            .sort(doc! {"version": -1})
-            .projection(doc! {"version": 1})
-            .session(&mut *session)
-            .await
-            .map_err(Attempt::Failed)?;
-        let current = match last {
-            Some(last) => integer(&last, "version").map_err(Attempt::Malformed)?,
-            None => 0,
-        };
-        if current != expected_version {
-            return Err(Attempt::Conflict);
-        }
-        let count = events.len() as i64;
-        let counter = self
-            .counters
-            .find_one_and_update(doc! {"_id": COUNTER_ID}, doc! {"$inc": {"position": count}})
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .session(&mut *session)
-            .await
-            .map_err(Attempt::Failed)?
-            .ok_or(Attempt::Retry)?;
-        let last_position = integer(&counter, "position").map_err(Attempt::Malformed)?;
-        let first_position = last_position + 1 - events.len() as u64;
-        let now = bson::DateTime::now();
-        let timestamp = chrono_millis(now.timestamp_millis());
-        let mut documents = Vec::with_capacity(events.len());
-        let mut stored = Vec::with_capacity(events.len());
-        for (n, event) in (0_u64..).zip(events) {
-            let version = expected_version + 1 + n;
-            let position = first_position + n;
-            // Through a `Value`, so that numbers become the BSON types they always were.
-            let value: serde_json::Value = serde_json::from_str(event.data.get())
-                .map_err(|e| Attempt::Malformed(e.to_string()))?;
-            let data = match bson::to_bson(&value) {
-                Ok(Bson::Document(data)) => data,
-                Ok(_) => return Err(Attempt::Malformed("an event must be a document".into())),
-                Err(e) => return Err(Attempt::Malformed(e.to_string())),
-            };
-            let mut document = doc! {
-                "stream": stream,
-                "aggregateId": aggregate_id,
-                "version": version as i64,
-                "position": position as i64,
-                "timestamp": now,
-                "event": data,
-                "appendId": append_id,
-            };
-            if let Some(snapshot) = snapshot.filter(|_| n + 1 == events.len() as u64) {
-                let snapshot = bson::to_bson(&snapshot.to_json())
-                    .map_err(|e| Attempt::Malformed(e.to_string()))?;
-                document.insert("snapshot", snapshot);
-            }
-            documents.push(document);
-            stored.push(Arc::new(StoredEvent {
-                meta: Meta {
-                    stream: stream.to_owned(),
-                    aggregate_id: aggregate_id.to_owned(),
-                    version,
-                    position,
-                    timestamp,
-                },
-                event_type: event.event_type.to_owned(),
-                data: event.data.clone(),
-            }));
-        }
-        self.events
-            .insert_many(documents)
-            .session(&mut *session)
-            .await
-            .map_err(|e| {
-                if is_duplicate_key(&e) {
-                    Attempt::Conflict
-                } else {
-                    Attempt::Failed(e)
-                }
-            })?;
-        Ok(stored)
-    }
-}
-
-impl MongoProvider {
-    /// The events an earlier try of this append stored, if the event at the next version carries
-    /// its `append_id`.
-    async fn earlier_try(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-        expected_version: u64,
-        events: &[NewEvent],
-        append_id: i64,
-    ) -> Result<Option<Vec<Arc<StoredEvent>>>, Error> {
-        let operation = || {
-            format!(
-                "look for an earlier try of the append to `{stream}/{}` at version {expected_version}",
-                evt_core::util::display_id(aggregate_id)
-            )
-        };
-        let last = expected_version + events.len() as u64;
-        let cursor = self
-            .events
-            .find(doc! {
-                "stream": stream,
-                "aggregateId": aggregate_id,
-                "version": {"$gt": expected_version as i64, "$lte": last as i64},
-            })
-            .sort(doc! {"version": 1})
-            .await
-            .map_err(|e| Error::transient(operation(), e))?;
-        let documents: Vec<Document> = cursor
-            .try_collect()
-            .await
-            .map_err(|e| Error::transient(operation(), e))?;
-        let ours = documents.len() == events.len()
-            && documents
-                .iter()
-                .all(|document| document.get_i64("appendId") == Ok(append_id));
-        if !ours {
-            return Ok(None);
-        }
-        let stored = documents
-            .iter()
-            .map(|document| stored_event(document).map(Arc::new))
-            .collect::<Result<Vec<_>, Error>>()?;
-        if let Some(last) = stored.last() {
-            self.appended.send_replace(last.meta.position);
-        }
-        Ok(Some(stored))
-    }
-}
-
-/// What one append writes, the same on every try.
-#[derive(Clone, Copy)]
-struct Append<'a> {
-    stream: &'a str,
-    aggregate_id: &'a str,
-    expected_version: u64,
-    events: &'a [NewEvent],
-    snapshot: Option<&'a Snapshot>,
-    /// Written on its events as `appendId`.
-    id: i64,
-}
-
-/// How one try of an append ended, when it did not commit (as far as it knows).
-enum Attempt {
-    /// The aggregate is not at the expected version.
-    Conflict,
-    /// Worth another try (the counter document was not there yet).
-    Retry,
-    /// A stored document or an event does not have the expected shape.
-    Malformed(String),
-    /// The driver's error before the commit; retried if labelled transient or a network error.
-    Failed(mongodb::error::Error),
-    /// The commit failed: it may or may not have been applied.
-    CommitFailed(mongodb::error::Error),
-}
-
-/// Whether another try may pass: a transient transaction error, a commit whose result is
-/// unknown, or a lost connection.
-fn is_retryable(error: &mongodb::error::Error) -> bool {
-    error.contains_label(TRANSIENT_TRANSACTION_ERROR)
-        || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-        || matches!(
-            error.kind.as_ref(),
-            ErrorKind::Io(_)
-                | ErrorKind::ConnectionPoolCleared { .. }
-                | ErrorKind::ServerSelection { .. }
-        )
-}
-
-/// Commits, committing again while the result is unknown (bounded).
-async fn commit(session: &mut ClientSession) -> Result<(), Attempt> {
-    let mut tries = 0;
-    loop {
-        match session.commit_transaction().await {
-            Ok(()) => return Ok(()),
-            Err(error)
-                if error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                    && tries < MAX_TRANSACTION_ATTEMPTS =>
-            {
-                tries += 1;
-                backoff(tries).await;
-            }
-            Err(error) => return Err(Attempt::CommitFailed(error)),
-        }
-    }
-}
-
-/// A random pause of up to `attempt` milliseconds (at most 20), so racing writers spread out.
-async fn backoff(attempt: u32) {
-    let random = RandomState::new().hash_one(attempt);
-    let ceiling = u64::from(attempt.min(20)) * 1000;
-    tokio::time::sleep(Duration::from_micros(random % ceiling.max(1))).await;
-}
-
-/// Whether a write failed on a unique index (code 11000, never matched by message).
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    const DUPLICATE_KEY: i32 = 11000;
-    match error.kind.as_ref() {
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write)) => {
-            write.code == DUPLICATE_KEY
-        }
-        ErrorKind::InsertMany(insert) => insert
-            .write_errors
-            .iter()
-            .flatten()
-            .any(|write| write.code == DUPLICATE_KEY),
-        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
-        _ => false,
-    }
-}
-
-fn chrono_millis(millis: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(millis).unwrap_or_default()
-}
-
-/// A non-negative integer field, stored as a 32- or 64-bit integer or an integral double
-/// (as a JavaScript client writes numbers).
-fn integer(document: &Document, key: &str) -> Result<u64, String> {
-    let value = match document.get(key) {
-        Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
-        Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
-        Some(Bson::Double(n)) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
-        _ => None,
-    };
-    value.ok_or_else(|| format!("`{key}` is missing or not a non-negative integer"))
-}
-
-/// An event document as a stored event. A document without its place (stream, id, version,
-/// position) is an error; an `event` that does not fit is left for the typed decoding to report.
-fn stored_event(document: &Document) -> Result<StoredEvent, Error> {
-    let place = (|| -> Result<Meta, String> {
-        let text = |key: &str| {
-            document
-                .get_str(key)
-                .map(str::to_owned)
-                .map_err(|_| format!("`{key}` is missing or not a string"))
-        };
-        let timestamp = match document.get("timestamp") {
-            Some(Bson::DateTime(date)) => chrono_millis(date.timestamp_millis()),
-            _ => return Err("`timestamp` is missing or not a date".into()),
-        };
-        Ok(Meta {
-            stream: text("stream")?,
-            aggregate_id: text("aggregateId")?,
-            version: integer(document, "version")?,
-            position: integer(document, "position")?,
-            timestamp,
-        })
-    })();
-    let meta = place.map_err(|problem| {
-        Error::provider(
-            format!(
-                "read event document {}",
-                document
-                    .get("_id")
-                    .map_or_else(|| "?".to_owned(), ToString::to_string)
-            ),
-            format!("malformed event document: {problem}"),
-        )
-    })?;
-    let data = document
-        .get("event")
-        .cloned()
-        .unwrap_or(Bson::Null)
-        .into_relaxed_extjson();
-    let event_type = data
-        .get("type")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let data = serde_json::value::to_raw_value(&data).map_err(|e| {
-        Error::provider(
-            format!("read the event at position {}", meta.position),
-            e.to_string(),
-        )
-    })?;
-    Ok(StoredEvent {
-        meta,
-        event_type,
-        data,
-    })
 }
 
 #[async_trait]
@@ -595,35 +281,57 @@ impl Provider for MongoProvider {
     }
 
     async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+        Ok(self
+            .get_checkpoint(bookmark)
+            .await?
+            .map(|checkpoint| checkpoint.position))
+    }
+
+    async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
+        self.set_checkpoint(bookmark, &Checkpoint::at(position))
+            .await
+    }
+
+    async fn get_checkpoint(&self, bookmark: &str) -> Result<Option<Checkpoint>, Error> {
         let operation = || format!("read bookmark `{bookmark}`");
         let found = self
             .bookmarks
             .find_one(doc! {"bookmark": bookmark})
             .await
             .map_err(|e| failed(operation(), e))?;
-        found
-            .map(|document| integer(&document, "position"))
-            .transpose()
-            .map_err(|problem| Error::provider(operation(), problem))
+        let Some(document) = found else {
+            return Ok(None);
+        };
+        let position =
+            read_position(&document, "position").map_err(|problem| Error::provider(operation(), problem))?;
+        let resume = match document.get("resumeToken") {
+            None | Some(Bson::Null) => None,
+            Some(token) => Some(token_text(token)),
+        };
+        Ok(Some(Checkpoint { position, resume }))
     }
 
-    async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
+    async fn set_checkpoint(&self, bookmark: &str, checkpoint: &Checkpoint) -> Result<(), Error> {
+        let operation = || format!("store bookmark `{bookmark}` at position {}", checkpoint.position);
+        let position = timestamp(checkpoint.position);
+        let update = match &checkpoint.resume {
+            Some(text) => {
+                let token = token_bson(text).map_err(|problem| Error::provider(operation(), problem))?;
+                doc! {"$set": {"position": position, "resumeToken": token}}
+            }
+            None => doc! {"$set": {"position": position}, "$unset": {"resumeToken": ""}},
+        };
         self.bookmarks
-            .update_one(
-                doc! {"bookmark": bookmark},
-                doc! {"$set": {"position": position as i64}},
-            )
+            .update_one(doc! {"bookmark": bookmark}, update)
             .upsert(true)
             .await
-            .map_err(|e| {
-                failed(
-                    format!("store bookmark `{bookmark}` at position {position}"),
-                    e,
-                )
-            })?;
+            .map_err(|e| failed(operation(), e))?;
         Ok(())
     }
 
+    /// By position, as evtstore reads: an event that commits late, below a position already
+    /// read, is not found by a later read after that position. Handlers use
+    /// [`Provider::read_after`], which finds it.
     async fn get_events_from(
         &self,
         streams: &[&str],
@@ -632,11 +340,26 @@ impl Provider for MongoProvider {
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         self.find_events(
             || format!("read events of {streams:?} after position {after}"),
-            doc! {"stream": {"$in": streams}, "position": {"$gt": after as i64}},
+            doc! {"stream": {"$in": streams}, "position": {"$gt": timestamp(after)}},
             doc! {"position": 1},
             limit,
+            None,
         )
         .await
+    }
+
+    async fn read_after(
+        &self,
+        streams: &[&str],
+        from: &Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<(Arc<StoredEvent>, Checkpoint)>, Error> {
+        self.read_feed(streams, from, limit.max(1)).await
+    }
+
+    async fn get_last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
+        let last = self.get_last_position(streams).await?;
+        self.feed_end(streams, last).await
     }
 
     async fn get_events_for(
@@ -655,6 +378,7 @@ impl Provider for MongoProvider {
             },
             doc! {"version": 1},
             limit,
+            None,
         )
         .await
     }
@@ -664,28 +388,29 @@ impl Provider for MongoProvider {
         stream: &str,
         aggregate_id: &str,
     ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        self.find_event(
-            || format!("read the last event of `{stream}/{aggregate_id}`"),
-            doc! {"stream": stream, "aggregateId": aggregate_id},
-            doc! {"version": -1},
-        )
-        .await?
-        .as_ref()
-        .map(|document| stored_event(document).map(Arc::new))
-        .transpose()
+        let mut last = self
+            .find_events(
+                || format!("read the last event of `{stream}/{aggregate_id}`"),
+                doc! {"stream": stream, "aggregateId": aggregate_id},
+                doc! {"version": -1},
+                1,
+                None,
+            )
+            .await?;
+        Ok(last.pop())
     }
 
     async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
         let operation = || format!("read the last position of {streams:?}");
         let last = self
-            .find_event(
-                operation,
-                doc! {"stream": {"$in": streams}},
-                doc! {"position": -1},
-            )
-            .await?;
+            .events
+            .find_one(doc! {"stream": {"$in": streams}})
+            .sort(doc! {"position": -1})
+            .projection(doc! {"position": 1})
+            .await
+            .map_err(|e| failed(operation(), e))?;
         match last {
-            Some(document) => integer(&document, "position")
+            Some(document) => read_position(&document, "position")
                 .map_err(|problem| Error::provider(operation(), problem)),
             None => Ok(0),
         }
@@ -699,102 +424,20 @@ impl Provider for MongoProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let operation =
-            || format!("append to `{stream}/{aggregate_id}` at version {expected_version}");
-        let conflict = || Error::VersionConflict {
-            stream: stream.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            expected: expected_version,
-        };
-        let append_id = evt_core::util::append_id();
-        let append = Append {
-            stream,
-            aggregate_id,
-            expected_version,
-            events,
-            snapshot,
-            id: append_id,
-        };
-        // Whether an earlier try may have stored the events (something failed after it was
-        // sent), and whether a commit of one may have been applied.
-        let (mut unsure, mut commit_unknown) = (false, false);
-        let mut session = self
-            .database
-            .client()
-            .start_session()
-            .await
-            .map_err(|e| Error::transient(operation(), e))?;
-        let mut attempt = 1;
-        loop {
-            let tried = self.try_append(&mut session, &append).await;
-            let error = match tried {
-                Ok(stored) => {
-                    if let Some(last) = stored.last() {
-                        self.appended.send_replace(last.meta.position);
-                    }
-                    return Ok(stored);
-                }
-                Err(Attempt::Conflict) if unsure => {
-                    return match self
-                        .earlier_try(stream, aggregate_id, expected_version, events, append_id)
-                        .await?
-                    {
-                        Some(stored) => {
-                            tracing::debug!(stream, attempt, "an earlier try was stored");
-                            Ok(stored)
-                        }
-                        None => Err(conflict()),
-                    };
-                }
-                Err(Attempt::Conflict) => return Err(conflict()),
-                Err(Attempt::Malformed(problem)) => {
-                    return Err(Error::provider(operation(), problem));
-                }
-                Err(Attempt::Retry) => None,
-                Err(Attempt::Failed(error)) if is_retryable(&error) => {
-                    unsure = true;
-                    Some(error)
-                }
-                Err(Attempt::Failed(error)) => return Err(failed(operation(), error)),
-                // Applied or not, a commit is tried again: a later try settles which.
-                Err(Attempt::CommitFailed(error)) => {
-                    (unsure, commit_unknown) = (true, true);
-                    Some(error)
-                }
-            };
-            if attempt >= MAX_TRANSACTION_ATTEMPTS {
-                let reason = match &error {
-                    Some(error) => format!("still failing after {attempt} attempts: {error}"),
-                    None => format!("the counter document was missing after {attempt} attempts"),
-                };
-                if unsure
-                    && let Ok(Some(stored)) = self
-                        .earlier_try(stream, aggregate_id, expected_version, events, append_id)
-                        .await
-                {
-                    return Ok(stored);
-                }
-                return Err(if commit_unknown {
-                    Error::AppendUnknown {
-                        stream: stream.to_owned(),
-                        aggregate_id: aggregate_id.to_owned(),
-                        expected: expected_version,
-                        source: reason.into(),
-                    }
-                } else {
-                    Error::transient(operation(), reason)
-                });
-            }
-            tracing::trace!(
+        let stored = self
+            .append_events(&Append {
                 stream,
                 aggregate_id,
-                attempt,
-                error = error.as_ref().map(tracing::field::display),
-                "transient failure of an append; retrying"
-            );
-            backoff(attempt).await;
-            attempt += 1;
+                expected_version,
+                events,
+                snapshot,
+                id: evt_core::util::append_id(),
+            })
+            .await?;
+        if let Some(last) = stored.last() {
+            self.appended.send_replace(last.meta.position);
         }
+        Ok(stored)
     }
 
     async fn get_snapshot(
@@ -823,22 +466,8 @@ impl Provider for MongoProvider {
     }
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.appended.subscribe())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_numbers_as_javascript_writes_them() {
-        let document = doc! {"a": 3_i32, "b": 4_i64, "c": 5.0, "d": 5.5, "e": -1_i32};
-        assert_eq!(integer(&document, "a"), Ok(3));
-        assert_eq!(integer(&document, "b"), Ok(4));
-        assert_eq!(integer(&document, "c"), Ok(5));
-        assert!(integer(&document, "d").is_err());
-        assert!(integer(&document, "e").is_err());
-        assert!(integer(&document, "f").is_err());
+        let receiver = self.appended.subscribe();
+        self.watch_appends();
+        Some(receiver)
     }
 }

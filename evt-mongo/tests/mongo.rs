@@ -4,7 +4,7 @@ mod common;
 
 use evt_core::{Error, NewEvent, Provider, Snapshot};
 use evt_mongo::MongoProvider;
-use evt_mongo::mongodb::bson::{Bson, Document, doc};
+use evt_mongo::mongodb::bson::{Bson, Document, Timestamp, doc};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
@@ -53,7 +53,10 @@ async fn documents_are_bson_as_evtstore_stores_them() {
     assert_eq!(first.get_str("stream"), Ok("examples"));
     assert_eq!(first.get_str("aggregateId"), Ok("a"));
     assert_eq!(first.get("version"), Some(&Bson::Int64(1)));
-    assert!(matches!(first.get("position"), Some(Bson::Int64(_))));
+    assert!(
+        matches!(first.get("position"), Some(Bson::Timestamp(t)) if t.time > 0),
+        "the server's Timestamp, as evtstore's"
+    );
     assert!(matches!(first.get("timestamp"), Some(Bson::DateTime(_))));
     assert_eq!(
         first.get_document("event").unwrap(),
@@ -76,21 +79,28 @@ async fn documents_are_bson_as_evtstore_stores_them() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(bookmark.get("position"), Some(&Bson::Int64(7)));
+    assert_eq!(
+        bookmark.get("position"),
+        Some(&Bson::Timestamp(Timestamp {
+            time: 0,
+            increment: 7
+        }))
+    );
 }
 
 #[tokio::test]
-async fn migrate_is_idempotent_and_creates_the_unique_index() {
+async fn migrate_is_idempotent_and_creates_evtstores_indexes() {
     let provider = common::fresh(100).await;
-    provider.migrate().await.unwrap();
-    provider.migrate().await.unwrap();
+    assert_eq!(provider.migrate().await.unwrap(), Vec::<String>::new());
     let names = provider
         .database()
         .collection::<Document>("events")
         .list_index_names()
         .await
         .unwrap();
-    assert!(names.iter().any(|n| n.contains("aggregateId")), "{names:?}");
+    for name in ["stream-id-version-index", "stream-position-index"] {
+        assert!(names.iter().any(|n| n == name), "{names:?}");
+    }
     // The unique index stops a second event at the same version even outside `append`.
     provider
         .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)

@@ -1,0 +1,367 @@
+//! What handlers read: history by position up to a cut a safe margin in the past, then a change
+//! stream from that cut, in commit order; resumed by its token.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use evt_core::{Checkpoint, Error, StoredEvent};
+use futures_util::StreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::change_stream::ChangeStream;
+use mongodb::change_stream::event::ResumeToken;
+use mongodb::error::ErrorKind;
+use mongodb::options::ReadConcern;
+
+use crate::MongoProvider;
+use crate::documents::{seconds_before, stored_event, timestamp};
+
+/// How many open change streams a provider keeps for handlers to go on with.
+const OPEN_TAILS: usize = 32;
+
+/// How long a change stream's read waits for new events before it says there are none.
+const TAIL_WAIT: Duration = Duration::from_millis(1);
+
+/// A change stream a handler is reading, kept between its pages.
+pub(crate) struct Tail {
+    streams: Vec<String>,
+    /// The checkpoint of the last event it gave: the next read after it goes on here.
+    after: Checkpoint,
+    changes: ChangeStream<Document>,
+    /// Events below this position were read from history (the stream started at this cut).
+    skip_below: u64,
+}
+
+/// The change streams handlers are reading, shared by a provider's clones.
+#[derive(Default, Clone)]
+pub(crate) struct Tails(Arc<Mutex<Vec<Tail>>>);
+
+impl std::fmt::Debug for Tails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tails").finish_non_exhaustive()
+    }
+}
+
+impl Tails {
+    fn take(&self, streams: &[&str], after: &Checkpoint) -> Option<Tail> {
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = open
+            .iter()
+            .position(|tail| tail.after == *after && tail.streams == streams)?;
+        Some(open.swap_remove(found))
+    }
+
+    fn put(&self, tail: Tail) {
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= OPEN_TAILS {
+            open.remove(0);
+        }
+        open.push(tail);
+    }
+}
+
+/// A resume token as the text kept in a checkpoint (extended JSON).
+pub(crate) fn token_text(token: &Bson) -> String {
+    token.clone().into_relaxed_extjson().to_string()
+}
+
+/// The token back from its text.
+pub(crate) fn token_bson(text: &str) -> Result<Bson, String> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("malformed resume token `{text}`: {e}"))?;
+    Bson::try_from(value).map_err(|e| format!("malformed resume token `{text}`: {e}"))
+}
+
+/// Whether a change stream cannot start where it was asked to: its history is gone from the
+/// oplog (ChangeStreamHistoryLost, 286; ChangeStreamFatalError, 280), or the token is unknown.
+fn history_lost(error: &mongodb::error::Error) -> bool {
+    const HISTORY_LOST: [i32; 3] = [286, 280, 136];
+    match error.kind.as_ref() {
+        ErrorKind::Command(command) => HISTORY_LOST.contains(&command.code),
+        _ => false,
+    }
+}
+
+impl MongoProvider {
+    fn pipeline(streams: &[&str]) -> Vec<Document> {
+        vec![doc! {"$match": {
+            "operationType": "insert",
+            "fullDocument.stream": {"$in": streams},
+        }}]
+    }
+
+    /// A change stream of the inserts into `streams`, from a resume token or a cluster time.
+    async fn open_changes(
+        &self,
+        streams: &[&str],
+        resume: Option<&str>,
+        start_at: Option<u64>,
+    ) -> Result<ChangeStream<Document>, mongodb::error::Error> {
+        let mut watch = self
+            .events
+            .watch()
+            .pipeline(Self::pipeline(streams))
+            .max_await_time(TAIL_WAIT);
+        if let Some(text) = resume {
+            let token = token_bson(text)
+                .and_then(|token| bson::from_bson::<ResumeToken>(token).map_err(|e| e.to_string()))
+                .map_err(|problem| mongodb::error::Error::custom(problem))?;
+            watch = watch.resume_after(token);
+        }
+        if let Some(cut) = start_at {
+            watch = watch.start_at_operation_time(timestamp(cut));
+        }
+        Ok(watch.await?.with_type::<Document>())
+    }
+
+    /// The server's clock, as a position with its seconds.
+    async fn server_now(&self) -> Result<u64, mongodb::error::Error> {
+        let hello = self.database.run_command(doc! {"hello": 1}).await?;
+        let seconds = match hello.get("localTime") {
+            Some(Bson::DateTime(now)) => now.timestamp_millis() / 1000,
+            _ => {
+                return Err(mongodb::error::Error::custom(
+                    "the server's `hello` has no `localTime`",
+                ));
+            }
+        };
+        Ok((seconds.max(0) as u64) << 32)
+    }
+
+    pub(crate) async fn read_feed(
+        &self,
+        streams: &[&str],
+        from: &Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<(Arc<StoredEvent>, Checkpoint)>, Error> {
+        let operation = || {
+            format!(
+                "read events of {streams:?} after position {} ({})",
+                from.position,
+                if from.resume.is_some() { "change stream" } else { "history" }
+            )
+        };
+        let mut out = Vec::new();
+        let mut checkpoint = from.clone();
+        let mut tail = self.tails.take(streams, from);
+        if tail.is_none()
+            && let Some(resume) = &from.resume
+        {
+            match self.open_changes(streams, Some(resume), None).await {
+                Ok(changes) => {
+                    tail = Some(Tail {
+                        streams: streams.iter().map(|s| (*s).to_owned()).collect(),
+                        after: from.clone(),
+                        changes,
+                        skip_below: 0,
+                    });
+                }
+                Err(error) if history_lost(&error) => {
+                    let margin = self.commit_margin.as_secs();
+                    tracing::warn!(
+                        %error,
+                        position = from.position,
+                        margin_seconds = margin,
+                        "the change stream cannot resume (its history is gone from the oplog); \
+                         reading again from {margin} s before the checkpoint's position: events \
+                         of that window are handled again"
+                    );
+                    checkpoint = evt_core::Checkpoint::at(seconds_before(from.position, margin));
+                }
+                Err(error) => return Err(Error::transient(operation(), error)),
+            }
+        }
+        let mut tail = match tail {
+            Some(tail) => tail,
+            None => {
+                // History by position, below a cut far enough in the past that every event
+                // below it has committed; what lies above comes from a change stream that
+                // starts at the cut.
+                let now = self
+                    .server_now()
+                    .await
+                    .map_err(|e| Error::transient(operation(), e))?;
+                let cut = seconds_before(now, self.commit_margin.as_secs());
+                if checkpoint.position < cut {
+                    let history = self
+                        .find_events(
+                            operation,
+                            doc! {
+                                "stream": {"$in": streams},
+                                "position": {"$gt": timestamp(checkpoint.position), "$lt": timestamp(cut)},
+                            },
+                            doc! {"position": 1},
+                            limit,
+                            Some(ReadConcern::majority()),
+                        )
+                        .await?;
+                    for event in history {
+                        checkpoint = Checkpoint::at(checkpoint.position.max(event.meta.position));
+                        out.push((event, checkpoint.clone()));
+                    }
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+                let start = cut.max(checkpoint.position);
+                let changes = self
+                    .open_changes(streams, None, Some(start))
+                    .await
+                    .map_err(|e| {
+                        Error::provider(
+                            operation(),
+                            format!(
+                                "cannot open a change stream at {:?} ({} s ago): {e}; the oplog must reach back at least the commit margin",
+                                timestamp(start),
+                                self.commit_margin.as_secs()
+                            ),
+                        )
+                    })?;
+                Tail {
+                    streams: streams.iter().map(|s| (*s).to_owned()).collect(),
+                    after: checkpoint.clone(),
+                    changes,
+                    skip_below: start,
+                }
+            }
+        };
+        while out.len() < limit {
+            let change = match tail.changes.next_if_any().await {
+                Ok(Some(change)) => change,
+                Ok(None) => break,
+                Err(error) => {
+                    // Dropped: the next read opens a new stream from the last checkpoint.
+                    if out.is_empty() {
+                        return Err(Error::transient(operation(), error));
+                    }
+                    return Ok(out);
+                }
+            };
+            let (Some(token), Ok(document)) = (change.get("_id"), change.get_document("fullDocument"))
+            else {
+                return Err(Error::provider(
+                    operation(),
+                    format!("a change event without `_id` or `fullDocument`: {change}"),
+                ));
+            };
+            let event = stored_event(document)?;
+            if event.meta.position < tail.skip_below {
+                continue;
+            }
+            checkpoint = Checkpoint {
+                position: checkpoint.position.max(event.meta.position),
+                resume: Some(token_text(token)),
+            };
+            out.push((Arc::new(event), checkpoint.clone()));
+        }
+        tail.after = checkpoint;
+        self.tails.put(tail);
+        Ok(out)
+    }
+
+    /// Where a tailing handler starts: the last position, and a change stream opened now.
+    pub(crate) async fn feed_end(&self, streams: &[&str], last: u64) -> Result<Checkpoint, Error> {
+        let operation = || format!("open a change stream of {streams:?}");
+        let changes = self
+            .open_changes(streams, None, None)
+            .await
+            .map_err(|e| Error::transient(operation(), e))?;
+        let Some(token) = changes.resume_token() else {
+            return Ok(Checkpoint::at(last));
+        };
+        let token = bson::to_bson(&token).map_err(|e| Error::provider(operation(), e))?;
+        let checkpoint = Checkpoint {
+            position: last,
+            resume: Some(token_text(&token)),
+        };
+        self.tails.put(Tail {
+            streams: streams.iter().map(|s| (*s).to_owned()).collect(),
+            after: checkpoint.clone(),
+            changes,
+            skip_below: 0,
+        });
+        Ok(checkpoint)
+    }
+
+    /// Starts (once per provider and its clones) a task that follows every insert into the
+    /// events collection and says so through `appended`: how handlers in this process learn of
+    /// appends from any process within milliseconds.
+    pub(crate) fn watch_appends(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let events = self.events.clone();
+        let appended = self.appended.clone();
+        let watching = self.watching.clone();
+        runtime.spawn(async move {
+            // Until no handler listens any more; the next `subscribe` starts it again.
+            let _running = Running(watching);
+            let mut resume: Option<ResumeToken> = None;
+            loop {
+                let opened = events
+                    .watch()
+                    .pipeline([
+                        doc! {"$match": {"operationType": "insert"}},
+                        doc! {"$project": {"_id": 1}},
+                    ])
+                    .resume_after(resume.clone())
+                    .await;
+                match opened {
+                    Ok(mut changes) => loop {
+                        tokio::select! {
+                            () = appended.closed() => return,
+                            change = changes.next() => match change {
+                                Some(Ok(_)) => {
+                                    appended.send_modify(|count| *count += 1);
+                                    resume = changes.resume_token();
+                                }
+                                Some(Err(error)) => {
+                                    tracing::debug!(%error, "the change stream of appends failed; reopening");
+                                    if history_lost(&error) {
+                                        resume = None;
+                                    }
+                                    break;
+                                }
+                                None => break,
+                            },
+                        }
+                    },
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot open the change stream of appends; trying again in 1 s");
+                        if history_lost(&error) {
+                            resume = None;
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = appended.closed() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Clears the provider's "watching" flag when the watching task ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_through_text() {
+        let token = Bson::Document(doc! {"_data": "8265A1B2C3000000012B0229296E04"});
+        assert_eq!(token_bson(&token_text(&token)).unwrap(), token);
+        assert!(token_bson("not json").is_err());
+    }
+}
