@@ -243,9 +243,7 @@ impl<P: Projection> Handler<P> {
         let limit = provider.limit().max(1);
         let mut handled = 0;
         loop {
-            let events = provider
-                .read_after(P::STREAMS, &checkpoint, limit)
-                .await?;
+            let events = provider.read_after(P::STREAMS, &checkpoint, limit).await?;
             let page_start = checkpoint.clone();
             for (event, after) in &events {
                 let outcome = match type_problem::<P>(event) {

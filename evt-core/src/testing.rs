@@ -1340,7 +1340,12 @@ pub async fn concurrent_writers_with_handler(factory: &impl Factory) {
         let last = last_version
             .entry((meta.stream.clone(), meta.aggregate_id.clone()))
             .or_default();
-        assert_eq!(meta.version, *last + 1, "`{}` in version order", meta.aggregate_id);
+        assert_eq!(
+            meta.version,
+            *last + 1,
+            "`{}` in version order",
+            meta.aggregate_id
+        );
         *last = meta.version;
     }
     let mut seen_positions = positions(&seen);

@@ -243,10 +243,12 @@ impl MongoProvider {
             expected_version,
             events,
             id,
-        ..
+            ..
         } = *append;
         let operation = || {
-            format!("check whether the append to `{stream}/{aggregate_id}` at version {expected_version} was stored")
+            format!(
+                "check whether the append to `{stream}/{aggregate_id}` at version {expected_version} was stored"
+            )
         };
         let mut cursor = self
             .events
@@ -260,7 +262,11 @@ impl MongoProvider {
             .await
             .map_err(|e| Error::transient(operation(), e))?;
         let mut documents = Vec::new();
-        while cursor.advance().await.map_err(|e| Error::transient(operation(), e))? {
+        while cursor
+            .advance()
+            .await
+            .map_err(|e| Error::transient(operation(), e))?
+        {
             let document: Document = cursor
                 .deserialize_current()
                 .map_err(|e| Error::provider(operation(), e))?;
@@ -286,7 +292,9 @@ impl MongoProvider {
         let stored = documents
             .iter()
             .zip(events)
-            .map(|(document, new)| stored_event(document).map(|event| Arc::new(with_data(event, new))))
+            .map(|(document, new)| {
+                stored_event(document).map(|event| Arc::new(with_data(event, new)))
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Settled::Stored(stored))
     }

@@ -130,7 +130,10 @@ mod tests {
             read_position(&doc! {"position": at}, "position"),
             Ok(position(at))
         );
-        assert_eq!(read_position(&doc! {"position": 12_i64}, "position"), Ok(12));
+        assert_eq!(
+            read_position(&doc! {"position": 12_i64}, "position"),
+            Ok(12)
+        );
         assert_eq!(
             timestamp(seconds_before(position(at), 60)).time,
             1_700_000_000 - 60

@@ -67,8 +67,8 @@ pub(crate) fn token_text(token: &Bson) -> String {
 
 /// The token back from its text.
 pub(crate) fn token_bson(text: &str) -> Result<Bson, String> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| format!("malformed resume token `{text}`: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("malformed resume token `{text}`: {e}"))?;
     Bson::try_from(value).map_err(|e| format!("malformed resume token `{text}`: {e}"))
 }
 
@@ -138,7 +138,11 @@ impl MongoProvider {
             format!(
                 "read events of {streams:?} after position {} ({})",
                 from.position,
-                if from.resume.is_some() { "change stream" } else { "history" }
+                if from.resume.is_some() {
+                    "change stream"
+                } else {
+                    "history"
+                }
             )
         };
         let mut out = Vec::new();
@@ -237,7 +241,8 @@ impl MongoProvider {
                     return Ok(out);
                 }
             };
-            let (Some(token), Ok(document)) = (change.get("_id"), change.get_document("fullDocument"))
+            let (Some(token), Ok(document)) =
+                (change.get("_id"), change.get_document("fullDocument"))
             else {
                 return Err(Error::provider(
                     operation(),

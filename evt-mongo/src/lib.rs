@@ -260,9 +260,7 @@ impl MongoProvider {
         if let Some(read_concern) = read_concern {
             find = find.read_concern(read_concern);
         }
-        let cursor = find
-            .await
-            .map_err(|e| failed(operation(), e))?;
+        let cursor = find.await.map_err(|e| failed(operation(), e))?;
         let documents: Vec<Document> = cursor
             .try_collect()
             .await
@@ -302,8 +300,8 @@ impl Provider for MongoProvider {
         let Some(document) = found else {
             return Ok(None);
         };
-        let position =
-            read_position(&document, "position").map_err(|problem| Error::provider(operation(), problem))?;
+        let position = read_position(&document, "position")
+            .map_err(|problem| Error::provider(operation(), problem))?;
         let resume = match document.get("resumeToken") {
             None | Some(Bson::Null) => None,
             Some(token) => Some(token_text(token)),
@@ -312,11 +310,17 @@ impl Provider for MongoProvider {
     }
 
     async fn set_checkpoint(&self, bookmark: &str, checkpoint: &Checkpoint) -> Result<(), Error> {
-        let operation = || format!("store bookmark `{bookmark}` at position {}", checkpoint.position);
+        let operation = || {
+            format!(
+                "store bookmark `{bookmark}` at position {}",
+                checkpoint.position
+            )
+        };
         let position = timestamp(checkpoint.position);
         let update = match &checkpoint.resume {
             Some(text) => {
-                let token = token_bson(text).map_err(|problem| Error::provider(operation(), problem))?;
+                let token =
+                    token_bson(text).map_err(|problem| Error::provider(operation(), problem))?;
                 doc! {"$set": {"position": position, "resumeToken": token}}
             }
             None => doc! {"$set": {"position": position}, "$unset": {"resumeToken": ""}},

@@ -11,7 +11,11 @@ use evt_core::Error;
 fn indexes() -> [(bool, &'static str, Document); 3] {
     [
         (false, "bookmark-index", doc! {"bookmark": 1}),
-        (true, "stream-position-index", doc! {"stream": 1, "position": 1}),
+        (
+            true,
+            "stream-position-index",
+            doc! {"stream": 1, "position": 1},
+        ),
         (
             true,
             "stream-id-version-index",
@@ -28,22 +32,22 @@ pub(crate) async fn migrate(
     let mut changes = Vec::new();
     for (on_events, name, keys) in indexes() {
         let collection = if on_events { events } else { bookmarks };
-        let failed = |operation: String| {
-            move |e: mongodb::error::Error| Error::provider(operation, e)
-        };
+        let failed =
+            |operation: String| move |e: mongodb::error::Error| Error::provider(operation, e);
         // An index with the same keys under another name (evt 0.1's `bookmark_1`, an
         // operator's) is as good: creating ours beside it would fail (IndexOptionsConflict).
         let existing: Vec<IndexModel> = match collection.list_indexes().await {
-            Ok(cursor) => cursor
-                .try_collect()
-                .await
-                .map_err(failed(format!("list the indexes of `{}`", collection.name())))?,
+            Ok(cursor) => cursor.try_collect().await.map_err(failed(format!(
+                "list the indexes of `{}`",
+                collection.name()
+            )))?,
             // A collection that does not exist yet has none.
             Err(error) if is_namespace_not_found(&error) => Vec::new(),
             Err(error) => {
-                return Err(failed(format!("list the indexes of `{}`", collection.name()))(
-                    error,
-                ));
+                return Err(failed(format!(
+                    "list the indexes of `{}`",
+                    collection.name()
+                ))(error));
             }
         };
         if let Some(model) = existing.iter().find(|model| model.keys == keys) {
@@ -62,13 +66,24 @@ pub(crate) async fn migrate(
         }
         let model = IndexModel::builder()
             .keys(keys.clone())
-            .options(IndexOptions::builder().name(name.to_owned()).unique(true).build())
+            .options(
+                IndexOptions::builder()
+                    .name(name.to_owned())
+                    .unique(true)
+                    .build(),
+            )
             .build();
-        collection.create_index(model).await.map_err(failed(format!(
-            "create the index `{name}` {keys} on `{}`",
+        collection
+            .create_index(model)
+            .await
+            .map_err(failed(format!(
+                "create the index `{name}` {keys} on `{}`",
+                collection.name()
+            )))?;
+        changes.push(format!(
+            "created the unique index `{name}` {keys} on `{}`",
             collection.name()
-        )))?;
-        changes.push(format!("created the unique index `{name}` {keys} on `{}`", collection.name()));
+        ));
     }
     Ok(changes)
 }

@@ -1,0 +1,407 @@
+//! evt and the real evtstore (12.0.1, its `mongodb` provider) on one MongoDB store: each reads
+//! and writes what the other wrote, and both write at once without a handler skipping anything.
+//!
+//! Needs `EVT_MONGO_URL` (`./scripts/test` starts a server and sets it) and Node 20 with npm:
+//! the first test installs `tests/evtstore/package-lock.json` into the target directory.
+
+#[path = "../examples/departments/department.rs"]
+#[allow(dead_code)]
+mod department;
+#[path = "../examples/departments/projection.rs"]
+#[allow(dead_code)]
+mod projection;
+#[path = "../examples/departments/read_model.rs"]
+#[allow(dead_code)]
+mod read_model;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use evt::{Domain, Meta, Provider, projection};
+use evt_mongo::MongoProvider;
+use evt_mongo::mongodb::Database;
+use evt_mongo::mongodb::bson::{Document, doc};
+use serde_json::Value;
+
+use department::{
+    AddManager, Create, DataContext, Department, DepartmentCommands, DepartmentCreated,
+    DepartmentEvent, DepartmentManagerAdded,
+};
+use projection::DepartmentsModel;
+use read_model::ReadModel;
+
+fn url() -> String {
+    std::env::var("EVT_MONGO_URL").unwrap_or_else(|_| {
+        panic!("EVT_MONGO_URL is not set: run `./scripts/test`, which starts a local MongoDB-compatible server")
+    })
+}
+
+async fn fresh_database(name: &str) -> Database {
+    let client = evt_mongo::mongodb::Client::with_uri_str(url())
+        .await
+        .unwrap();
+    let micros = evt::chrono::Utc::now().timestamp_micros();
+    client.database(&format!(
+        "evt_evtstore_{name}_{}_{micros}",
+        std::process::id()
+    ))
+}
+
+/// The folder where evtstore is installed (once; tests in other processes wait for it).
+fn evtstore_dir() -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/evtstore");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("evtstore-node");
+    let done = dir.join("installed");
+    let lock = dir.with_extension("lock");
+    loop {
+        if done.exists() {
+            return dir;
+        }
+        if std::fs::create_dir(&lock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let install = || -> Result<(), String> {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for file in ["package.json", "package-lock.json", "mongo.js"] {
+            std::fs::copy(source.join(file), dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("npm: {e} (Node 20 and npm are needed)"))?;
+        if !status.success() {
+            return Err(format!("npm ci in {} failed: {status}", dir.display()));
+        }
+        std::fs::write(&done, "").map_err(|e| e.to_string())
+    };
+    let installed = install();
+    let _ = std::fs::remove_dir(&lock);
+    installed.unwrap_or_else(|e| panic!("installing evtstore: {e}"));
+    dir
+}
+
+/// Runs `node mongo.js COMMAND URL DB ARGS...` and returns its JSON line.
+fn evtstore(command: &str, database: &Database, args: &[&str]) -> Value {
+    let dir = evtstore_dir();
+    let output = Command::new("node")
+        .arg("mongo.js")
+        .arg(command)
+        .arg(url())
+        .arg(database.name())
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    assert!(
+        output.status.success(),
+        "evtstore {command} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "evtstore {command} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+async fn evtstore_async(command: &'static str, database: Database, args: Vec<String>) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        evtstore(command, &database, &args)
+    })
+    .await
+    .unwrap()
+}
+
+/// Every department event seen, as `id/version`.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn record(&self, id: &str, meta: &Meta) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{id}/{}", meta.version));
+    }
+}
+
+#[projection(bookmark = "recorder", streams = ["departments"])]
+impl Recorder {
+    fn created(&self, id: &str, _: &DepartmentCreated, meta: &Meta) {
+        self.record(id, meta);
+    }
+
+    fn manager_added(&self, id: &str, _: &DepartmentManagerAdded, meta: &Meta) {
+        self.record(id, meta);
+    }
+}
+
+fn create(name: &str) -> Create {
+    Create {
+        tenant_id: "tenant-1".into(),
+        name: name.into(),
+        description: None,
+        data_context: DataContext::Live,
+        performed_by: None,
+    }
+}
+
+fn manager(phone: &str) -> AddManager {
+    AddManager {
+        user_phone: phone.into(),
+        performed_by: None,
+    }
+}
+
+/// Every stored event of the departments stream, as `id/version`.
+async fn stored(database: &Database) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    let events: Vec<Document> = database
+        .collection::<Document>("events")
+        .find(doc! {"stream": "departments"})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    events
+        .iter()
+        .map(|e| {
+            let version = e.get("version").unwrap();
+            format!("{}/{version}", e.get_str("aggregateId").unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evt_reads_and_writes_a_store_evtstore_made() {
+    let database = fresh_database("made_by_evtstore").await;
+    let written = evtstore("write", &database, &["5", "3"]);
+    assert_eq!(written["handled"], 20, "{written}");
+
+    let provider = MongoProvider::new(&database);
+    assert_eq!(
+        provider.migrate().await.unwrap(),
+        Vec::<String>::new(),
+        "evtstore's indexes are accepted as they are"
+    );
+    // evtstore's bookmark, at evtstore's position.
+    let bookmark = provider
+        .get_checkpoint("evtstore-model")
+        .await
+        .unwrap()
+        .unwrap();
+    let position = written["position"]["t"].as_u64().unwrap() << 32
+        | written["position"]["i"].as_u64().unwrap();
+    assert_eq!(bookmark.position, position);
+
+    let domain = Domain::new(provider);
+    let commands = DepartmentCommands::new(&domain);
+    let loaded = domain.load::<Department>("dept-0").await.unwrap();
+    assert_eq!(loaded.version, 4);
+    assert_eq!(loaded.managers.len(), 3);
+    assert_eq!(
+        loaded.description, "",
+        "evtstore's null description reads as None"
+    );
+    let added = commands
+        .add_manager("dept-0", manager("+1000"))
+        .await
+        .unwrap();
+    assert_eq!(added.version, 5);
+
+    // A new evt projection sees every event evtstore wrote, and evt's.
+    let model = domain.handler(DepartmentsModel::new(ReadModel::memory()));
+    assert_eq!(model.run_once().await.unwrap(), 21);
+    let departments = model.projection().get_by_tenant("tenant-1").await.unwrap();
+    assert_eq!(departments.len(), 5);
+    let first = model
+        .projection()
+        .get_by_id("dept-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.managers.len(), 4);
+
+    // evtstore, again: its handler, loads and commands on what evt added.
+    let read = evtstore("read", &database, &["dept-0", "dept-1"]);
+    assert_eq!(read["handled"], 21, "{read}");
+    assert_eq!(read["aggregates"]["dept-0"]["version"], 5, "{read}");
+    assert_eq!(read["after"]["dept-0"], 6, "{read}");
+    let loaded = domain.load::<Department>("dept-0").await.unwrap();
+    assert_eq!(loaded.version, 6);
+    assert_eq!(model.run_once().await.unwrap(), 2);
+    database.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evtstore_reads_and_writes_a_store_evt_made() {
+    let database = fresh_database("made_by_evt").await;
+    let provider = MongoProvider::new(&database);
+    assert_eq!(provider.migrate().await.unwrap().len(), 3);
+    let domain = Domain::new(provider);
+    let commands = DepartmentCommands::new(&domain);
+    for d in 0..3 {
+        let id = format!("dept-{d}");
+        commands
+            .create(&id, create(&format!("Department {d}")))
+            .await
+            .unwrap();
+        for m in 0..2 {
+            commands
+                .add_manager(&id, manager(&format!("+1{d}{m}")))
+                .await
+                .unwrap();
+        }
+    }
+    let recorder = domain.handler(Recorder::default());
+    assert_eq!(recorder.run_once().await.unwrap(), 9);
+
+    // evtstore's migrate accepts evt's store; its handler, loads and commands work on it.
+    let read = evtstore("read", &database, &["dept-0", "dept-2"]);
+    assert_eq!(read["handled"], 9, "{read}");
+    assert_eq!(read["aggregates"]["dept-0"]["version"], 3, "{read}");
+    assert_eq!(
+        read["aggregates"]["dept-0"]["managers"],
+        serde_json::json!(["+100", "+101"])
+    );
+    assert_eq!(read["after"]["dept-2"], 4, "{read}");
+
+    // And evt reads what evtstore added.
+    assert_eq!(
+        domain.load::<Department>("dept-2").await.unwrap().version,
+        4
+    );
+    assert_eq!(recorder.run_once().await.unwrap(), 2);
+    database.drop().await.unwrap();
+}
+
+/// evt's and evtstore's writers on the same departments at once, an evt handler started
+/// during the run: no duplicate versions, conflicts on both sides, every event seen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
+    const SECONDS: u64 = 10;
+    const EVT_WRITERS: usize = 16;
+    const EVTSTORE_WRITERS: usize = 16;
+    let ids = ["dept-a", "dept-b", "dept-c"];
+    let database = fresh_database("both").await;
+    evtstore_dir();
+    let provider = MongoProvider::new(&database);
+    provider.migrate().await.unwrap();
+    let domain = Domain::new(provider);
+    let commands = DepartmentCommands::new(&domain);
+    for id in ids {
+        commands.create(id, create(id)).await.unwrap();
+    }
+
+    let mut node = Vec::new();
+    // Two Node processes of evtstore writers.
+    for _ in 0..2 {
+        let mut args = vec![SECONDS.to_string(), (EVTSTORE_WRITERS / 2).to_string()];
+        args.extend(ids.iter().map(|id| (*id).to_owned()));
+        node.push(tokio::spawn(evtstore_async("race", database.clone(), args)));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(SECONDS);
+    let mut writers = Vec::new();
+    for writer in 0..EVT_WRITERS {
+        let domain = domain.clone();
+        writers.push(tokio::spawn(async move {
+            let (mut ok, mut conflicts) = (0_u32, 0_u32);
+            let mut n = 0;
+            while tokio::time::Instant::now() < deadline {
+                let id = ids[(writer + n) % ids.len()];
+                n += 1;
+                let department = domain.load::<Department>(id).await.unwrap();
+                let event = DepartmentEvent::from(DepartmentManagerAdded {
+                    user_phone: format!("+1888-{writer}-{n}"),
+                    performed_by: None,
+                });
+                match domain.append(department, vec![event]).await {
+                    Ok(_) => ok += 1,
+                    Err(error) if error.is_version_conflict() => conflicts += 1,
+                    Err(error) => panic!("evt writer {writer}: {error}"),
+                }
+            }
+            (ok, conflicts)
+        }));
+    }
+    // The handler starts during the run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let handler = domain.handler(Recorder::default());
+    handler.start();
+
+    let (mut evt_ok, mut evt_conflicts) = (0, 0);
+    for writer in writers {
+        let (ok, conflicts) = writer.await.unwrap();
+        evt_ok += ok;
+        evt_conflicts += conflicts;
+    }
+    let (mut evtstore_ok, mut evtstore_conflicts) = (0, 0);
+    for process in node {
+        let counts = process.await.unwrap();
+        assert_eq!(counts["failed"], 0, "{counts}");
+        evtstore_ok += counts["ok"].as_u64().unwrap();
+        evtstore_conflicts += counts["conflicts"].as_u64().unwrap();
+    }
+    let stored = stored(&database).await;
+    assert_eq!(
+        stored.len() as u64,
+        ids.len() as u64 + u64::from(evt_ok) + evtstore_ok,
+        "every acknowledged command stored once"
+    );
+    let distinct: HashSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no duplicate versions");
+    assert!(
+        evt_ok > 0 && evtstore_ok > 0,
+        "both wrote: evt {evt_ok}, evtstore {evtstore_ok}"
+    );
+    assert!(
+        evt_conflicts > 0 && evtstore_conflicts > 0,
+        "conflicts on both sides: evt {evt_conflicts}, evtstore {evtstore_conflicts}"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while handler.projection().seen().len() < stored.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler saw {} of {} events",
+            handler.projection().seen().len(),
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handler.stop().await;
+    let seen = handler.projection().seen();
+    let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+    for event in &seen {
+        *counts.entry(event).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "seen more than once: {twice:?}");
+    let missed: Vec<_> = distinct
+        .iter()
+        .filter(|e| !counts.contains_key(**e))
+        .collect();
+    assert!(missed.is_empty(), "missed: {missed:?}");
+    eprintln!(
+        "evt: {evt_ok} appended, {evt_conflicts} conflicts; evtstore: {evtstore_ok} appended, \
+         {evtstore_conflicts} conflicts; the handler saw {} of {} events, each once",
+        seen.len(),
+        stored.len()
+    );
+    database.drop().await.unwrap();
+}
