@@ -82,6 +82,15 @@ fn history_lost(error: &mongodb::error::Error) -> bool {
     }
 }
 
+/// Whether the server refused the stream (as opposed to a lost connection), or the token was
+/// malformed.
+fn refused(error: &mongodb::error::Error) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::Command(_) | ErrorKind::Custom(_)
+    )
+}
+
 impl MongoProvider {
     fn pipeline(streams: &[&str]) -> Vec<Document> {
         vec![doc! {"$match": {
@@ -160,7 +169,9 @@ impl MongoProvider {
                         skip_below: 0,
                     });
                 }
-                Err(error) if history_lost(&error) => {
+                // The server refuses the token: its history is gone from the oplog, or the
+                // token is not one it knows (another server, a restored backup).
+                Err(error) if history_lost(&error) || refused(&error) => {
                     let margin = self.commit_margin.as_secs();
                     tracing::warn!(
                         %error,
@@ -314,7 +325,7 @@ impl MongoProvider {
                     ])
                     .resume_after(resume.clone())
                     .await;
-                match opened {
+                match opened.map(|changes| changes.with_type::<Document>()) {
                     Ok(mut changes) => loop {
                         tokio::select! {
                             () = appended.closed() => return,
@@ -324,7 +335,7 @@ impl MongoProvider {
                                     resume = changes.resume_token();
                                 }
                                 Some(Err(error)) => {
-                                    tracing::debug!(%error, "the change stream of appends failed; reopening");
+                                    tracing::warn!(%error, "the change stream of appends failed; reopening it in 1 s (handlers poll meanwhile)");
                                     if history_lost(&error) {
                                         resume = None;
                                     }
@@ -335,7 +346,7 @@ impl MongoProvider {
                         }
                     },
                     Err(error) => {
-                        tracing::debug!(%error, "cannot open the change stream of appends; trying again in 1 s");
+                        tracing::warn!(%error, "cannot open the change stream of appends; trying again in 1 s (handlers poll meanwhile)");
                         if history_lost(&error) {
                             resume = None;
                         }
