@@ -114,7 +114,7 @@ impl MongoProvider {
         if let Some(text) = resume {
             let token = token_bson(text)
                 .and_then(|token| bson::from_bson::<ResumeToken>(token).map_err(|e| e.to_string()))
-                .map_err(|problem| mongodb::error::Error::custom(problem))?;
+                .map_err(mongodb::error::Error::custom)?;
             watch = watch.resume_after(token);
         }
         if let Some(cut) = start_at {
