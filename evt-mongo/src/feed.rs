@@ -1,6 +1,7 @@
 //! What handlers read: history by position up to a cut a safe margin in the past, then a change
 //! stream from that cut, in commit order; resumed by its token.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,8 +29,56 @@ pub(crate) struct Tail {
     /// The checkpoint of the last event it gave: the next read after it goes on here.
     after: Checkpoint,
     changes: ChangeStream<Document>,
-    /// Events below this position were read from history (the stream started at this cut).
-    skip_below: u64,
+    /// While events that committed before the stream opened are read by position: the
+    /// stream's first token.
+    recent: Option<Bson>,
+    /// The position those reads go on after.
+    recent_after: u64,
+    /// Events those reads gave, which the stream may give again.
+    delivered: HashSet<(String, String, u64)>,
+}
+
+/// An event's place: stream, aggregate id, version.
+fn place(event: &StoredEvent) -> (String, String, u64) {
+    let meta = &event.meta;
+    (meta.stream.clone(), meta.aggregate_id.clone(), meta.version)
+}
+
+/// The resume point of a MongoDB checkpoint.
+enum Resume {
+    /// Go on after this change stream token.
+    Token(Bson),
+    /// Reading by position what committed before the stream with this first token opened.
+    Recent(Bson),
+}
+
+impl Resume {
+    const RECENT: &str = "recentBefore";
+
+    fn parse(text: &str) -> Result<Resume, String> {
+        let bson = token_bson(text)?;
+        Ok(match bson {
+            Bson::Document(mut document) if document.contains_key(Self::RECENT) => {
+                Resume::Recent(document.remove(Self::RECENT).unwrap_or_default())
+            }
+            token => Resume::Token(token),
+        })
+    }
+
+    fn token(&self) -> &Bson {
+        match self {
+            Resume::Token(token) | Resume::Recent(token) => token,
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Resume::Token(token) => token_text(token),
+            Resume::Recent(token) => {
+                token_text(&Bson::Document(doc! {Self::RECENT: token.clone()}))
+            }
+        }
+    }
 }
 
 /// The change streams handlers are reading, shared by a provider's clones.
@@ -99,26 +148,21 @@ impl MongoProvider {
         }}]
     }
 
-    /// A change stream of the inserts into `streams`, from a resume token or a cluster time.
+    /// A change stream of the inserts into `streams`, from now or after a resume token.
     async fn open_changes(
         &self,
         streams: &[&str],
-        resume: Option<&str>,
-        start_at: Option<u64>,
+        resume: Option<&Bson>,
     ) -> Result<ChangeStream<Document>, mongodb::error::Error> {
         let mut watch = self
             .events
             .watch()
             .pipeline(Self::pipeline(streams))
             .max_await_time(TAIL_WAIT);
-        if let Some(text) = resume {
-            let token = token_bson(text)
-                .and_then(|token| bson::from_bson::<ResumeToken>(token).map_err(|e| e.to_string()))
+        if let Some(token) = resume {
+            let token = bson::from_bson::<ResumeToken>(token.clone())
                 .map_err(mongodb::error::Error::custom)?;
             watch = watch.resume_after(token);
-        }
-        if let Some(cut) = start_at {
-            watch = watch.start_at_operation_time(timestamp(cut));
         }
         Ok(watch.await?.with_type::<Document>())
     }
@@ -143,30 +187,33 @@ impl MongoProvider {
         from: &Checkpoint,
         limit: usize,
     ) -> Result<Vec<(Arc<StoredEvent>, Checkpoint)>, Error> {
-        let operation = || {
-            format!(
-                "read events of {streams:?} after position {} ({})",
-                from.position,
-                if from.resume.is_some() {
-                    "change stream"
-                } else {
-                    "history"
-                }
-            )
-        };
+        let operation = || format!("read events of {streams:?} after {from:?}");
         let mut out = Vec::new();
         let mut checkpoint = from.clone();
         let mut tail = self.tails.take(streams, from);
         if tail.is_none()
             && let Some(resume) = &from.resume
         {
-            match self.open_changes(streams, Some(resume), None).await {
-                Ok(changes) => {
+            let resume = Resume::parse(resume).map_err(|p| Error::provider(operation(), p));
+            let opened = match &resume {
+                Ok(resume) => self
+                    .open_changes(streams, Some(resume.token()))
+                    .await
+                    .map(|changes| (changes, resume)),
+                Err(_) => Err(mongodb::error::Error::custom("malformed resume point")),
+            };
+            match opened {
+                Ok((changes, resume)) => {
                     tail = Some(Tail {
                         streams: streams.iter().map(|s| (*s).to_owned()).collect(),
                         after: from.clone(),
                         changes,
-                        skip_below: 0,
+                        recent: match resume {
+                            Resume::Recent(token) => Some(token.clone()),
+                            Resume::Token(_) => None,
+                        },
+                        recent_after: from.position,
+                        delivered: HashSet::new(),
                     });
                 }
                 // The server refuses the token: its history is gone from the oplog, or the
@@ -181,7 +228,7 @@ impl MongoProvider {
                          reading again from {margin} s before the checkpoint's position: events \
                          of that window are handled again"
                     );
-                    checkpoint = evt_core::Checkpoint::at(seconds_before(from.position, margin));
+                    checkpoint = Checkpoint::at(seconds_before(from.position, margin));
                 }
                 Err(error) => return Err(Error::transient(operation(), error)),
             }
@@ -189,9 +236,9 @@ impl MongoProvider {
         let mut tail = match tail {
             Some(tail) => tail,
             None => {
-                // History by position, below a cut far enough in the past that every event
-                // below it has committed; what lies above comes from a change stream that
-                // starts at the cut.
+                let mut recent_after = checkpoint.position;
+                // 1. History by position, below a cut far enough in the past that every event
+                //    below it has committed. A checkpoint there needs no resume point.
                 let now = self
                     .server_now()
                     .await
@@ -211,36 +258,64 @@ impl MongoProvider {
                         )
                         .await?;
                     for event in history {
-                        checkpoint = Checkpoint::at(checkpoint.position.max(event.meta.position));
+                        checkpoint = Checkpoint::at(event.meta.position);
                         out.push((event, checkpoint.clone()));
                     }
                     if out.len() == limit {
                         return Ok(out);
                     }
+                    recent_after = recent_after.max(cut.saturating_sub(1));
                 }
-                let start = cut.max(checkpoint.position);
+                // 2. A change stream opened now: whatever commits from here on comes through
+                //    it. What committed before is visible to reads by position made after it
+                //    opened ("recent" reads); an event both read and streamed is handled once.
                 let changes = self
-                    .open_changes(streams, None, Some(start))
+                    .open_changes(streams, None)
                     .await
-                    .map_err(|e| {
-                        Error::provider(
-                            operation(),
-                            format!(
-                                "cannot open a change stream at {:?} ({} s ago): {e}; the oplog must reach back at least the commit margin",
-                                timestamp(start),
-                                self.commit_margin.as_secs()
-                            ),
-                        )
-                    })?;
+                    .map_err(|e| Error::transient(operation(), e))?;
+                let token = changes.resume_token().ok_or_else(|| {
+                    Error::provider(operation(), "the new change stream has no resume token")
+                })?;
+                let token = bson::to_bson(&token).map_err(|e| Error::provider(operation(), e))?;
                 Tail {
                     streams: streams.iter().map(|s| (*s).to_owned()).collect(),
                     after: checkpoint.clone(),
                     changes,
-                    skip_below: start,
+                    recent: Some(token),
+                    recent_after,
+                    delivered: HashSet::new(),
                 }
             }
         };
-        while out.len() < limit {
+        if let Some(token) = tail.recent.clone() {
+            let wanted = limit - out.len();
+            let recent = self
+                .find_events(
+                    operation,
+                    doc! {
+                        "stream": {"$in": streams},
+                        "position": {"$gt": timestamp(tail.recent_after)},
+                    },
+                    doc! {"position": 1},
+                    wanted,
+                    Some(ReadConcern::majority()),
+                )
+                .await?;
+            let done = recent.len() < wanted;
+            for event in recent {
+                tail.recent_after = tail.recent_after.max(event.meta.position);
+                tail.delivered.insert(place(&event));
+                checkpoint = Checkpoint {
+                    position: checkpoint.position.max(event.meta.position),
+                    resume: Some(Resume::Recent(token.clone()).text()),
+                };
+                out.push((event, checkpoint.clone()));
+            }
+            if done {
+                tail.recent = None;
+            }
+        }
+        while tail.recent.is_none() && out.len() < limit {
             let change = match tail.changes.next_if_any().await {
                 Ok(Some(change)) => change,
                 Ok(None) => break,
@@ -261,16 +336,16 @@ impl MongoProvider {
                 ));
             };
             let event = stored_event(document)?;
-            if event.meta.position < tail.skip_below {
-                continue;
-            }
             checkpoint = Checkpoint {
                 position: checkpoint.position.max(event.meta.position),
-                resume: Some(token_text(token)),
+                resume: Some(Resume::Token(token.clone()).text()),
             };
+            if !tail.delivered.is_empty() && tail.delivered.remove(&place(&event)) {
+                continue;
+            }
             out.push((Arc::new(event), checkpoint.clone()));
         }
-        tail.after = checkpoint;
+        tail.after = out.last().map_or(from.clone(), |(_, after)| after.clone());
         self.tails.put(tail);
         Ok(out)
     }
@@ -279,7 +354,7 @@ impl MongoProvider {
     pub(crate) async fn feed_end(&self, streams: &[&str], last: u64) -> Result<Checkpoint, Error> {
         let operation = || format!("open a change stream of {streams:?}");
         let changes = self
-            .open_changes(streams, None, None)
+            .open_changes(streams, None)
             .await
             .map_err(|e| Error::transient(operation(), e))?;
         let Some(token) = changes.resume_token() else {
@@ -294,7 +369,9 @@ impl MongoProvider {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             after: checkpoint.clone(),
             changes,
-            skip_below: 0,
+            recent: None,
+            recent_after: 0,
+            delivered: HashSet::new(),
         });
         Ok(checkpoint)
     }
