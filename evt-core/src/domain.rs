@@ -3,6 +3,8 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
+
 use tracing::Instrument;
 
 use crate::cache::Cache;
@@ -73,21 +75,14 @@ impl Domain {
         .await
     }
 
-    /// Reads and folds the aggregate's events after its version, page by page.
+    /// Reads and folds the aggregate's events after its version, as the provider streams them.
     async fn catch_up<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
-        let limit = self.provider.limit().max(1);
-        loop {
-            let page = self
-                .provider
-                .get_events_for(A::STREAM, &aggregate.id, aggregate.version, limit)
-                .await?;
-            for event in &page {
-                aggregate.apply(event)?;
-            }
-            if page.len() < limit {
-                return Ok(());
-            }
+        let id = aggregate.id.clone();
+        let mut events = self.provider.events_for(A::STREAM, &id, aggregate.version);
+        while let Some(event) = events.try_next().await? {
+            aggregate.apply(&event)?;
         }
+        Ok(())
     }
 
     async fn load_snapshot<A: Aggregate>(&self, id: &str) -> Result<Option<Versioned<A>>, Error> {
@@ -182,7 +177,7 @@ impl Domain {
             events = count
         );
         self.provider
-            .append(
+            .append_only(
                 A::STREAM,
                 &aggregate.id,
                 stored_version,

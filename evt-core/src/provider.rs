@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
@@ -198,6 +199,38 @@ pub trait Provider: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, Error>;
 
+    /// Every event of one aggregate with a version above `after_version`, by version, as a
+    /// stream: what loading an aggregate folds, one event at a time.
+    ///
+    /// By default: pages of [`Provider::get_events_for`] of [`Provider::limit`] events. A provider
+    /// whose driver streams a query's results (MongoDB's cursor) reads them in one query.
+    fn events_for<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
+        let limit = self.limit().max(1);
+        let pages =
+            futures_util::stream::try_unfold(Some(after_version), move |after| async move {
+                let Some(after) = after else {
+                    return Ok(None);
+                };
+                let page = self
+                    .get_events_for(stream, aggregate_id, after, limit)
+                    .await?;
+                let next = match page.last() {
+                    Some(last) if page.len() == limit => Some(last.meta.version),
+                    _ => None,
+                };
+                Ok::<_, Error>(Some((
+                    futures_util::stream::iter(page.into_iter().map(Ok)),
+                    next,
+                )))
+            });
+        pages.try_flatten().boxed()
+    }
+
     /// The aggregate's last event, if it has any.
     async fn get_last_event_for(
         &self,
@@ -222,6 +255,24 @@ pub trait Provider: Send + Sync + 'static {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error>;
+
+    /// [`Provider::append`] for a caller that does not use the stored events (commands do not):
+    /// a provider that would read them back for what the server filled in (MongoDB's positions)
+    /// may save that read.
+    ///
+    /// By default: `append`, its result dropped.
+    async fn append_only(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), Error> {
+        self.append(stream, aggregate_id, expected_version, events, snapshot)
+            .await
+            .map(drop)
+    }
 
     /// The snapshot stored by the aggregate's latest append that had one.
     async fn get_snapshot(

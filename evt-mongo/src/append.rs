@@ -25,6 +25,8 @@ pub(crate) struct Append<'a> {
     pub(crate) snapshot: Option<&'a Snapshot>,
     /// Written on its events as `appendId`.
     pub(crate) id: i64,
+    /// Whether the caller wants the stored events back (one more read for one event).
+    pub(crate) read_back: bool,
 }
 
 /// How one try of an append ended, when it did not store the events (as far as it knows).
@@ -75,6 +77,7 @@ impl MongoProvider {
             };
             let error = match tried {
                 Ok(Some(stored)) => return Ok(stored),
+                Ok(None) if !append.read_back => return Ok(Vec::new()),
                 // Stored; the position the server filled in is read back.
                 Ok(None) => match self.settle(append).await {
                     Ok(Settled::Stored(stored)) => return Ok(stored),
@@ -196,6 +199,9 @@ impl MongoProvider {
                 .session(&mut session)
                 .await
                 .map_err(attempt_error)?;
+            if !append.read_back {
+                return Ok(Vec::new());
+            }
             let mut cursor = self
                 .events
                 .find(doc! {

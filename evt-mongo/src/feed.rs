@@ -23,6 +23,10 @@ const OPEN_TAILS: usize = 32;
 /// How long a change stream's read waits for new events before it says there are none.
 const TAIL_WAIT: Duration = Duration::from_millis(1);
 
+/// How long a read waits at most for the change stream to give an event that a read by
+/// position already shows.
+const STREAM_CATCH_UP: Duration = Duration::from_secs(2);
+
 /// A change stream a handler is reading, kept between its pages.
 pub(crate) struct Tail {
     streams: Vec<String>,
@@ -315,10 +319,37 @@ impl MongoProvider {
                 tail.recent = None;
             }
         }
+        // Until the stream has given what a read by position already shows (a change stream
+        // can trail an acknowledged write by a moment), so that a read right after an append
+        // finds it; bounded, since a lagging stream only delays.
+        let mut catch_up_until = None;
         while tail.recent.is_none() && out.len() < limit {
             let change = match tail.changes.next_if_any().await {
                 Ok(Some(change)) => change,
-                Ok(None) => break,
+                Ok(None) => {
+                    let deadline = match catch_up_until {
+                        Some(deadline) => deadline,
+                        None => {
+                            let ahead = self
+                                .events
+                                .find_one(doc! {
+                                    "stream": {"$in": streams},
+                                    "position": {"$gt": timestamp(checkpoint.position)},
+                                })
+                                .projection(doc! {"_id": 1})
+                                .await
+                                .map_err(|e| Error::transient(operation(), e))?;
+                            if ahead.is_none() {
+                                break;
+                            }
+                            *catch_up_until.insert(tokio::time::Instant::now() + STREAM_CATCH_UP)
+                        }
+                    };
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    continue;
+                }
                 Err(error) => {
                     // Dropped: the next read opens a new stream from the last checkpoint.
                     if out.is_empty() {

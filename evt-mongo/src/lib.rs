@@ -52,20 +52,28 @@
 //! 1. reads history by position, but only below a *cut* [`MongoProvider::commit_margin`] in the
 //!    past (default [`DEFAULT_COMMIT_MARGIN`]): every event below it has committed, since an
 //!    insert commits within that time of taking its position (a transaction that takes longer is
-//!    aborted by the server's `transactionLifetimeLimitSeconds`, 60 s by default);
-//! 2. then follows a change stream of the events collection that starts at the cut
-//!    (`startAtOperationTime`), which delivers committed inserts in commit order, skipping those
-//!    below the cut (already read from history);
-//! 3. keeps the change stream's resume token in the handler's checkpoint, stored in the bookmark
-//!    document as `resumeToken` beside `position`, and resumes from it after a restart.
+//!    aborted by the server's `transactionLifetimeLimitSeconds`, 60 s by default). A checkpoint
+//!    there is a position alone;
+//! 2. then opens a change stream of the events collection *now*: whatever commits from then on
+//!    comes through it, in commit order. What committed before it opened is read by position
+//!    above the cut (these reads come after the stream opened, so they see all of it); an event
+//!    both read and streamed is handled once. The checkpoint keeps the stream's first token
+//!    (`{"recentBefore": token}`), so that a restart in this phase reads by position again and
+//!    resumes the stream where it opened;
+//! 3. from then on follows the change stream, keeping the resume token of each event in its
+//!    checkpoint, stored in the bookmark document as `resumeToken` beside `position`, and resumes
+//!    from it after a restart.
+//!
+//! A change stream is never started in the past (`startAtOperationTime`): that would need the
+//! oplog to reach back the margin, and the SecantusDB test server scans its whole oplog to do it.
 //!
 //! *At least once*: a handler stores its bookmark after each page, so after a crash the events of
-//! the page it was handling are handled again. Apart from that, each event is handled once.
+//! the page it was handling are handled again; a restart during step 2 may also handle again
+//! events that both the reads and the stream gave. Apart from that, each event is handled once.
 //!
 //! *History gone*: when a change stream cannot resume (its token has left the oplog), the handler
 //! logs a warning and reads again from its position minus the commit margin; the events of that
-//! window are handled a second time, none is skipped. The oplog must reach back at least the
-//! commit margin.
+//! window are handled a second time, none is skipped.
 //!
 //! The bookmark's `position` is the highest position handled, so that evtstore reads it as it
 //! expects; evtstore's handlers, reading by position, still skip late commits that `evt`'s do not.
@@ -107,7 +115,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use evt_core::util::redact_url;
 use evt_core::{Checkpoint, Error, NewEvent, Provider, Snapshot, StoredEvent};
-use futures_util::TryStreamExt;
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
@@ -215,8 +223,7 @@ impl MongoProvider {
     /// How long after taking its position an insert is sure to have committed (at least 1 s;
     /// default [`DEFAULT_COMMIT_MARGIN`]). Handlers read history by position only below "now
     /// minus this margin", and the rest through a change stream (see the crate's docs); raise it
-    /// if the server's `transactionLifetimeLimitSeconds` is raised. The oplog must reach back
-    /// at least this far.
+    /// if the server's `transactionLifetimeLimitSeconds` is raised.
     pub fn commit_margin(mut self, margin: Duration) -> Self {
         self.commit_margin = margin.max(Duration::from_secs(1));
         self
@@ -387,6 +394,39 @@ impl Provider for MongoProvider {
         .await
     }
 
+    /// One query, its results streamed by the driver's cursor in batches of
+    /// [`MongoProvider::limit`] (evtstore reads an aggregate in one query too).
+    fn events_for<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
+        let operation = move || {
+            format!("read events of `{stream}/{aggregate_id}` after version {after_version}")
+        };
+        let find = self
+            .events
+            .find(doc! {
+                "stream": stream,
+                "aggregateId": aggregate_id,
+                "version": {"$gt": after_version as i64},
+            })
+            .sort(doc! {"version": 1})
+            .projection(doc! {"snapshot": 0, "appendId": 0})
+            .batch_size(u32::try_from(self.limit).unwrap_or(u32::MAX));
+        futures_util::stream::once(find.into_future())
+            .map(move |cursor| cursor.map_err(|e| failed(operation(), e)))
+            .map_ok(move |cursor| {
+                cursor.map(move |document| {
+                    let document = document.map_err(|e| failed(operation(), e))?;
+                    stored_event(&document).map(Arc::new)
+                })
+            })
+            .try_flatten()
+            .boxed()
+    }
+
     async fn get_last_event_for(
         &self,
         stream: &str,
@@ -436,12 +476,36 @@ impl Provider for MongoProvider {
                 events,
                 snapshot,
                 id: evt_core::util::append_id(),
+                read_back: true,
             })
             .await?;
-        if let Some(last) = stored.last() {
-            self.appended.send_replace(last.meta.position);
-        }
+        self.appended.send_modify(|appends| *appends += 1);
         Ok(stored)
+    }
+
+    /// Without reading back the positions the server gave the events: one round trip for one
+    /// event. (An append above the aggregate's last version, which `evt`'s commands never make,
+    /// is then not caught: evtstore does not catch it either.)
+    async fn append_only(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), Error> {
+        self.append_events(&Append {
+            stream,
+            aggregate_id,
+            expected_version,
+            events,
+            snapshot,
+            id: evt_core::util::append_id(),
+            read_back: false,
+        })
+        .await?;
+        self.appended.send_modify(|appends| *appends += 1);
+        Ok(())
     }
 
     async fn get_snapshot(
