@@ -187,6 +187,27 @@ async fn stored(database: &Database) -> Vec<String> {
         .collect()
 }
 
+/// The conformance suite on stores that evtstore created (its `migrate`) and wrote to (the
+/// guide's departments, beside the suite's streams).
+mod conformance_on_an_evtstore_store {
+    use std::sync::Arc;
+
+    use evt::Provider;
+    use evt_mongo::MongoProvider;
+
+    evt_core::provider_tests!(|limit: usize| async move {
+        let database = super::fresh_database("conformance").await;
+        super::evtstore_async("write", database.clone(), vec!["2".into(), "1".into()]).await;
+        let provider = MongoProvider::new(&database).limit(limit);
+        let changes = provider.migrate().await.unwrap();
+        assert!(
+            changes.is_empty(),
+            "evtstore's indexes serve evt: {changes:?}"
+        );
+        Arc::new(provider) as Arc<dyn Provider>
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evt_reads_and_writes_a_store_evtstore_made() {
     let database = fresh_database("made_by_evtstore").await;

@@ -285,7 +285,7 @@ async fn w3(backend: &str, scale: Scale) -> Result<(), Error> {
             )
         }));
         provider
-            .append("departments", &id, 0, &events, None)
+            .append_only("departments", &id, 0, &events, None)
             .await?;
     }
     let total = scale.w3_departments * 10;

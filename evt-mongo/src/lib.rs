@@ -38,11 +38,13 @@
 //!
 //! # Appends
 //!
-//! One event: a single upsert that can only insert, under the unique index on
-//! `{stream, aggregateId, version}` (a lost race is [`Error::VersionConflict`]), returning the
-//! position the server gave it: one round trip, no transaction, no document that every append
-//! writes. Several events: one transaction, all or none. Transient errors and network errors are
-//! retried with the same `appendId`.
+//! One event: a single insert, as evtstore's, under the unique index on
+//! `{stream, aggregateId, version}` (a lost race is [`Error::VersionConflict`]): no transaction,
+//! no document that every append writes. Commands append through [`Provider::append_only`], one
+//! round trip; [`Provider::append`] reads the event back for the position the server gave it.
+//! Several events: one transaction, all or none, which also checks the aggregate's version.
+//! Transient errors and network errors are retried with the same `appendId`. An aggregate loads
+//! in one query ([`Provider::events_for`]), its results streamed by the driver's cursor.
 //!
 //! # Handlers: change streams, nothing skipped
 //!

@@ -1,6 +1,7 @@
 // The real evtstore (12.0.1, its `mongodb` provider) with the guide's department domain, driven
 // by tests/evtstore_mongo.rs. Each command prints one JSON line.
 //
+//   node mongo.js migrate URL DB                      evtstore's migrate
 //   node mongo.js write URL DB DEPARTMENTS MANAGERS   evtstore's migrate, commands, a handler run
 //   node mongo.js read URL DB ID...                   evtstore's migrate, a handler run, loads, one command per id
 //   node mongo.js race URL DB SECONDS WRITERS ID...   writers adding managers to shared departments
@@ -71,6 +72,12 @@ async function handleAll(createHandler, bookmark) {
   return { byType, handled: seen.length, seen, position: { t: position.t ?? position.high, i: position.i ?? position.low } }
 }
 
+async function migrate([url, db]) {
+  const { client } = await open(url, db)
+  await client.close()
+  return { migrated: db }
+}
+
 async function write([url, db, departments, managers]) {
   const { client, createHandler, cmd } = await open(url, db)
   let commands = 0
@@ -135,9 +142,9 @@ async function race([url, db, seconds, writers, ...ids]) {
 }
 
 const [command, ...args] = process.argv.slice(2)
-const commands = { write, read, race }
+const commands = { migrate, write, read, race }
 if (!commands[command]) {
-  console.error(`usage: node mongo.js write|read|race ...`)
+  console.error(`usage: node mongo.js migrate|write|read|race ...`)
   process.exit(2)
 }
 commands[command](args).then(
