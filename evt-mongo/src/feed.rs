@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use evt_core::{Checkpoint, Error, StoredEvent};
+use evt_core::{Checkpoint, Error, Provider, StoredEvent};
 use futures_util::StreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::change_stream::ChangeStream;
@@ -38,6 +38,10 @@ pub(crate) struct Tail {
     recent: Option<Bson>,
     /// The position those reads go on after.
     recent_after: u64,
+    /// See [`Resume::since`].
+    since: u64,
+    /// See [`Resume::before`].
+    before: u64,
     /// Events those reads gave, which the stream may give again.
     delivered: HashSet<(String, String, u64)>,
 }
@@ -48,40 +52,50 @@ fn place(event: &StoredEvent) -> (String, String, u64) {
     (meta.stream.clone(), meta.aggregate_id.clone(), meta.version)
 }
 
-/// The resume point of a MongoDB checkpoint.
-enum Resume {
-    /// Go on after this change stream token.
-    Token(Bson),
-    /// Reading by position what committed before the stream with this first token opened.
-    Recent(Bson),
+/// The resume point of a MongoDB checkpoint, kept as extended JSON
+/// `{"token": .., "since": .., "recent": true?}`.
+struct Resume {
+    /// The change stream's token to go on after.
+    token: Bson,
+    /// Still reading by position what committed before the stream opened (`token` is then the
+    /// stream's first token).
+    recent: bool,
+    /// No event left to give has a position below `since` minus the commit margin: the highest
+    /// position the stream gave (at most its token's time), or the cut when it opened. Where a
+    /// handler reads again from when the token is refused.
+    since: u64,
+    /// While `recent`: every event that committed before the stream opened has a position below
+    /// this (the server's clock after it opened, plus a second).
+    before: u64,
 }
 
 impl Resume {
-    const RECENT: &str = "recentBefore";
-
-    fn parse(text: &str) -> Result<Resume, String> {
+    fn parse(text: &str, position: u64) -> Result<Resume, String> {
         let bson = token_bson(text)?;
         Ok(match bson {
-            Bson::Document(mut document) if document.contains_key(Self::RECENT) => {
-                Resume::Recent(document.remove(Self::RECENT).unwrap_or_default())
-            }
-            token => Resume::Token(token),
+            Bson::Document(mut document) if document.contains_key("token") => Resume {
+                token: document.remove("token").unwrap_or_default(),
+                recent: document.get_bool("recent").unwrap_or(false),
+                since: crate::documents::read_position(&document, "since").unwrap_or(0),
+                before: crate::documents::read_position(&document, "before").unwrap_or(u64::MAX),
+            },
+            // A bare token (as a checkpoint may be set by hand): its position is the bound.
+            token => Resume {
+                token,
+                recent: false,
+                since: position,
+                before: u64::MAX,
+            },
         })
     }
 
-    fn token(&self) -> &Bson {
-        match self {
-            Resume::Token(token) | Resume::Recent(token) => token,
-        }
-    }
-
     fn text(&self) -> String {
-        match self {
-            Resume::Token(token) => token_text(token),
-            Resume::Recent(token) => {
-                token_text(&Bson::Document(doc! {Self::RECENT: token.clone()}))
-            }
+        let mut document = doc! {"token": self.token.clone(), "since": self.since as i64};
+        if self.recent {
+            document.insert("recent", true);
+            document.insert("before", self.before.min(i64::MAX as u64) as i64);
         }
+        token_text(&Bson::Document(document))
     }
 }
 
@@ -135,13 +149,14 @@ fn history_lost(error: &mongodb::error::Error) -> bool {
     }
 }
 
-/// Whether the server refused the stream (as opposed to a lost connection), or the token was
-/// malformed.
+/// Whether the server refused the stream for good (not a lost connection, an election or a
+/// shutdown, which the driver labels resumable), or the token was malformed.
 fn refused(error: &mongodb::error::Error) -> bool {
-    matches!(
-        error.kind.as_ref(),
-        ErrorKind::Command(_) | ErrorKind::Custom(_)
-    )
+    match error.kind.as_ref() {
+        ErrorKind::Command(_) => !error.contains_label("ResumableChangeStreamError"),
+        ErrorKind::Custom(_) => true,
+        _ => false,
+    }
 }
 
 impl MongoProvider {
@@ -198,13 +213,14 @@ impl MongoProvider {
         if tail.is_none()
             && let Some(resume) = &from.resume
         {
-            let resume = Resume::parse(resume).map_err(|p| Error::provider(operation(), p));
+            let resume = Resume::parse(resume, from.position);
+            let since = resume.as_ref().map_or(0, |resume| resume.since);
             let opened = match &resume {
                 Ok(resume) => self
-                    .open_changes(streams, Some(resume.token()))
+                    .open_changes(streams, Some(&resume.token))
                     .await
                     .map(|changes| (changes, resume)),
-                Err(_) => Err(mongodb::error::Error::custom("malformed resume point")),
+                Err(problem) => Err(mongodb::error::Error::custom(problem.clone())),
             };
             match opened {
                 Ok((changes, resume)) => {
@@ -212,10 +228,9 @@ impl MongoProvider {
                         streams: streams.iter().map(|s| (*s).to_owned()).collect(),
                         after: from.clone(),
                         changes,
-                        recent: match resume {
-                            Resume::Recent(token) => Some(token.clone()),
-                            Resume::Token(_) => None,
-                        },
+                        recent: resume.recent.then(|| resume.token.clone()),
+                        since: resume.since,
+                        before: resume.before,
                         recent_after: from.position,
                         delivered: HashSet::new(),
                     });
@@ -227,12 +242,13 @@ impl MongoProvider {
                     tracing::warn!(
                         %error,
                         position = from.position,
+                        since,
                         margin_seconds = margin,
                         "the change stream cannot resume (its history is gone from the oplog); \
-                         reading again from {margin} s before the checkpoint's position: events \
+                         reading again from {margin} s before the last position it gave: events \
                          of that window are handled again"
                     );
-                    checkpoint = Checkpoint::at(seconds_before(from.position, margin));
+                    checkpoint = Checkpoint::at(seconds_before(since, margin));
                 }
                 Err(error) => return Err(Error::transient(operation(), error)),
             }
@@ -281,11 +297,21 @@ impl MongoProvider {
                     Error::provider(operation(), "the new change stream has no resume token")
                 })?;
                 let token = bson::to_bson(&token).map_err(|e| Error::provider(operation(), e))?;
+                // Reads by position stop below the stream's opening (a second of slack): what
+                // took a later position committed after it and comes through the stream, in
+                // commit order.
+                let before = self
+                    .server_now()
+                    .await
+                    .map_err(|e| Error::transient(operation(), e))?
+                    + (1 << 32);
                 Tail {
                     streams: streams.iter().map(|s| (*s).to_owned()).collect(),
                     after: checkpoint.clone(),
                     changes,
                     recent: Some(token),
+                    since: cut,
+                    before,
                     recent_after,
                     delivered: HashSet::new(),
                 }
@@ -298,7 +324,7 @@ impl MongoProvider {
                     operation,
                     doc! {
                         "stream": {"$in": streams},
-                        "position": {"$gt": timestamp(tail.recent_after)},
+                        "position": {"$gt": timestamp(tail.recent_after), "$lt": timestamp(tail.before)},
                     },
                     doc! {"position": 1},
                     wanted,
@@ -311,7 +337,15 @@ impl MongoProvider {
                 tail.delivered.insert(place(&event));
                 checkpoint = Checkpoint {
                     position: checkpoint.position.max(event.meta.position),
-                    resume: Some(Resume::Recent(token.clone()).text()),
+                    resume: Some(
+                        Resume {
+                            token: token.clone(),
+                            recent: true,
+                            since: tail.since,
+                            before: tail.before,
+                        }
+                        .text(),
+                    ),
                 };
                 out.push((event, checkpoint.clone()));
             }
@@ -367,9 +401,18 @@ impl MongoProvider {
                 ));
             };
             let event = stored_event(document)?;
+            tail.since = tail.since.max(event.meta.position);
             checkpoint = Checkpoint {
                 position: checkpoint.position.max(event.meta.position),
-                resume: Some(Resume::Token(token.clone()).text()),
+                resume: Some(
+                    Resume {
+                        token: token.clone(),
+                        recent: false,
+                        since: tail.since,
+                        before: 0,
+                    }
+                    .text(),
+                ),
             };
             if !tail.delivered.is_empty() && tail.delivered.remove(&place(&event)) {
                 continue;
@@ -381,20 +424,35 @@ impl MongoProvider {
         Ok(out)
     }
 
-    /// Where a tailing handler starts: the last position, and a change stream opened now.
-    pub(crate) async fn feed_end(&self, streams: &[&str], last: u64) -> Result<Checkpoint, Error> {
+    /// Where a tailing handler starts: a change stream opened now, and the last position read
+    /// after it opened (so that an event committing in between comes through the stream and
+    /// no read waits for it).
+    pub(crate) async fn feed_end(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
         let operation = || format!("open a change stream of {streams:?}");
         let changes = self
             .open_changes(streams, None)
             .await
             .map_err(|e| Error::transient(operation(), e))?;
+        let last = self.get_last_position(streams).await?;
         let Some(token) = changes.resume_token() else {
             return Ok(Checkpoint::at(last));
         };
         let token = bson::to_bson(&token).map_err(|e| Error::provider(operation(), e))?;
+        let since = seconds_before(
+            self.server_now()
+                .await
+                .map_err(|e| Error::transient(operation(), e))?,
+            self.commit_margin.as_secs(),
+        );
+        let resume = Resume {
+            token,
+            recent: false,
+            since,
+            before: 0,
+        };
         let checkpoint = Checkpoint {
             position: last,
-            resume: Some(token_text(&token)),
+            resume: Some(resume.text()),
         };
         self.tails.put(Tail {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
@@ -402,6 +460,8 @@ impl MongoProvider {
             changes,
             recent: None,
             recent_after: 0,
+            since,
+            before: 0,
             delivered: HashSet::new(),
         });
         Ok(checkpoint)

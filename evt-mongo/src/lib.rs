@@ -59,9 +59,11 @@
 //! 2. then opens a change stream of the events collection *now*: whatever commits from then on
 //!    comes through it, in commit order. What committed before it opened is read by position
 //!    above the cut (these reads come after the stream opened, so they see all of it); an event
-//!    both read and streamed is handled once. The checkpoint keeps the stream's first token
-//!    (`{"recentBefore": token}`), so that a restart in this phase reads by position again and
-//!    resumes the stream where it opened;
+//!    both read and streamed is handled once. These reads stop at the stream's opening (plus a
+//!    second): anything with a later position committed after it and comes, in commit order,
+//!    through the stream. The checkpoint keeps the stream's first token
+//!    (`{token, since, recent: true, before}`), so that a restart in this phase reads by
+//!    position again and resumes the stream where it opened;
 //! 3. from then on follows the change stream, keeping the resume token of each event in its
 //!    checkpoint, stored in the bookmark document as `resumeToken` beside `position`, and resumes
 //!    from it after a restart.
@@ -73,9 +75,10 @@
 //! the page it was handling are handled again; a restart during step 2 may also handle again
 //! events that both the reads and the stream gave. Apart from that, each event is handled once.
 //!
-//! *History gone*: when a change stream cannot resume (its token has left the oplog), the handler
-//! logs a warning and reads again from its position minus the commit margin; the events of that
-//! window are handled a second time, none is skipped.
+//! *History gone*: when a change stream cannot resume (its token has left the oplog, or the
+//! server does not know it), the handler logs a warning and reads again from the highest
+//! position the stream gave (`since` in the checkpoint, at most the token's time) minus the commit
+//! margin; the events of that window are handled a second time, none is skipped.
 //!
 //! The bookmark's `position` is the highest position handled, so that evtstore reads it as it
 //! expects; evtstore's handlers, reading by position, still skip late commits that `evt`'s do not.
@@ -371,8 +374,7 @@ impl Provider for MongoProvider {
     }
 
     async fn get_last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
-        let last = self.get_last_position(streams).await?;
-        self.feed_end(streams, last).await
+        self.feed_end(streams).await
     }
 
     async fn get_events_for(
