@@ -56,6 +56,7 @@ fn evtstore_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("evtstore-node");
     let done = dir.join("installed");
     let lock = dir.with_extension("lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
     loop {
         if done.exists() {
             return dir;
@@ -63,6 +64,11 @@ fn evtstore_dir() -> PathBuf {
         if std::fs::create_dir(&lock).is_ok() {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another test has been installing evtstore for 10 minutes; if none runs, remove {}",
+            lock.display()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let install = || -> Result<(), String> {
