@@ -11,31 +11,17 @@ mod projection;
 #[allow(dead_code)]
 mod read_model;
 
+mod common;
+
 use evt::{Aggregate, Domain, MemoryProvider, Versioned};
 
+use common::{create, manager};
 use department::{
-    AddManager, Create, DataContext, Delete, Department, DepartmentCommands, DepartmentCreated,
-    DepartmentError, DepartmentEvent, RemoveManager, Update,
+    DataContext, Delete, Department, DepartmentCommands, DepartmentCreated, DepartmentError,
+    DepartmentEvent, RemoveManager, Update,
 };
 use projection::DepartmentsModel;
 use read_model::ReadModel;
-
-fn create(name: &str) -> Create {
-    Create {
-        tenant_id: "tenant-1".into(),
-        name: name.into(),
-        description: None,
-        data_context: DataContext::Live,
-        performed_by: None,
-    }
-}
-
-fn manager(phone: &str) -> AddManager {
-    AddManager {
-        user_phone: phone.into(),
-        performed_by: None,
-    }
-}
 
 fn rejection<T>(result: Result<T, evt::CommandError<DepartmentError>>) -> DepartmentError {
     match result {

@@ -14,6 +14,8 @@ mod projection;
 #[allow(dead_code)]
 mod read_model;
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,9 +28,9 @@ use evt_mongo::mongodb::Database;
 use evt_mongo::mongodb::bson::{Document, doc};
 use serde_json::Value;
 
+use common::{create, manager};
 use department::{
-    AddManager, Create, DataContext, Department, DepartmentCommands, DepartmentCreated,
-    DepartmentEvent, DepartmentManagerAdded,
+    Department, DepartmentCommands, DepartmentCreated, DepartmentEvent, DepartmentManagerAdded,
 };
 use projection::DepartmentsModel;
 use read_model::ReadModel;
@@ -153,23 +155,6 @@ impl Recorder {
 
     fn manager_added(&self, id: &str, _: &DepartmentManagerAdded, meta: &Meta) {
         self.record(id, meta);
-    }
-}
-
-fn create(name: &str) -> Create {
-    Create {
-        tenant_id: "tenant-1".into(),
-        name: name.into(),
-        description: None,
-        data_context: DataContext::Live,
-        performed_by: None,
-    }
-}
-
-fn manager(phone: &str) -> AddManager {
-    AddManager {
-        user_phone: phone.into(),
-        performed_by: None,
     }
 }
 

@@ -44,11 +44,39 @@ enum Attempt {
     CommitFailed(mongodb::error::Error),
 }
 
+impl<'a> Append<'a> {
+    /// An append with a new random id, reading the stored events back.
+    pub(crate) fn new(
+        stream: &'a str,
+        aggregate_id: &'a str,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        snapshot: Option<&'a Snapshot>,
+    ) -> Self {
+        Append {
+            stream,
+            aggregate_id,
+            expected_version,
+            events,
+            snapshot,
+            id: evt_core::util::append_id(),
+            read_back: true,
+        }
+    }
+}
+
 impl MongoProvider {
+    /// Appends, and tells this process's started handlers.
     pub(crate) async fn append_events(
         &self,
         append: &Append<'_>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
+        let stored = self.append_tries(append).await?;
+        self.appended.send_modify(|appends| *appends += 1);
+        Ok(stored)
+    }
+
+    async fn append_tries(&self, append: &Append<'_>) -> Result<Vec<Arc<StoredEvent>>, Error> {
         let Append {
             stream,
             aggregate_id,

@@ -473,19 +473,8 @@ impl Provider for MongoProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let stored = self
-            .append_events(&Append {
-                stream,
-                aggregate_id,
-                expected_version,
-                events,
-                snapshot,
-                id: evt_core::util::append_id(),
-                read_back: true,
-            })
-            .await?;
-        self.appended.send_modify(|appends| *appends += 1);
-        Ok(stored)
+        let append = Append::new(stream, aggregate_id, expected_version, events, snapshot);
+        self.append_events(&append).await
     }
 
     /// Without reading back the positions the server gave the events: one round trip for one
@@ -499,18 +488,11 @@ impl Provider for MongoProvider {
         events: &[NewEvent],
         snapshot: Option<&Snapshot>,
     ) -> Result<(), Error> {
-        self.append_events(&Append {
-            stream,
-            aggregate_id,
-            expected_version,
-            events,
-            snapshot,
-            id: evt_core::util::append_id(),
+        let append = Append {
             read_back: false,
-        })
-        .await?;
-        self.appended.send_modify(|appends| *appends += 1);
-        Ok(())
+            ..Append::new(stream, aggregate_id, expected_version, events, snapshot)
+        };
+        self.append_events(&append).await.map(drop)
     }
 
     async fn get_snapshot(
