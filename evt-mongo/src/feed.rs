@@ -42,6 +42,8 @@ pub(crate) struct Tail {
     since: u64,
     /// See [`Resume::before`].
     before: u64,
+    /// See [`Resume::reader`].
+    reader: i64,
     /// Events those reads gave, which the stream may give again.
     delivered: HashSet<(String, String, u64)>,
 }
@@ -67,6 +69,9 @@ struct Resume {
     /// While `recent`: every event that committed before the stream opened has a position below
     /// this (the server's clock after it opened, plus a second).
     before: u64,
+    /// A random id of the reader that opened the stream, so that two handlers reading the same
+    /// streams never go on with each other's stream (their deduplication differs).
+    reader: i64,
 }
 
 impl Resume {
@@ -78,6 +83,7 @@ impl Resume {
                 recent: document.get_bool("recent").unwrap_or(false),
                 since: crate::documents::read_position(&document, "since").unwrap_or(0),
                 before: crate::documents::read_position(&document, "before").unwrap_or(u64::MAX),
+                reader: document.get_i64("reader").unwrap_or_default(),
             },
             // A bare token (as a checkpoint may be set by hand): its position is the bound.
             token => Resume {
@@ -85,12 +91,17 @@ impl Resume {
                 recent: false,
                 since: position,
                 before: u64::MAX,
+                reader: 0,
             },
         })
     }
 
     fn text(&self) -> String {
-        let mut document = doc! {"token": self.token.clone(), "since": self.since as i64};
+        let mut document = doc! {
+            "token": self.token.clone(),
+            "since": self.since as i64,
+            "reader": self.reader,
+        };
         if self.recent {
             document.insert("recent", true);
             document.insert("before", self.before.min(i64::MAX as u64) as i64);
@@ -118,7 +129,12 @@ impl Tails {
         Some(open.swap_remove(found))
     }
 
+    /// Keeps `tail` for the read that goes on from `tail.after`, unless that is a position alone
+    /// (which another handler of the same streams may hold too: the next read opens anew).
     fn put(&self, tail: Tail) {
+        if tail.after.resume.is_none() {
+            return;
+        }
         let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if open.len() >= OPEN_TAILS {
             open.remove(0);
@@ -231,6 +247,7 @@ impl MongoProvider {
                         recent: resume.recent.then(|| resume.token.clone()),
                         since: resume.since,
                         before: resume.before,
+                        reader: resume.reader,
                         recent_after: from.position,
                         delivered: HashSet::new(),
                     });
@@ -312,6 +329,7 @@ impl MongoProvider {
                     recent: Some(token),
                     since: cut,
                     before,
+                    reader: evt_core::util::append_id(),
                     recent_after,
                     delivered: HashSet::new(),
                 }
@@ -343,6 +361,7 @@ impl MongoProvider {
                             recent: true,
                             since: tail.since,
                             before: tail.before,
+                            reader: tail.reader,
                         }
                         .text(),
                     ),
@@ -410,6 +429,7 @@ impl MongoProvider {
                         recent: false,
                         since: tail.since,
                         before: 0,
+                        reader: tail.reader,
                     }
                     .text(),
                 ),
@@ -444,11 +464,13 @@ impl MongoProvider {
                 .map_err(|e| Error::transient(operation(), e))?,
             self.commit_margin.as_secs(),
         );
+        let reader = evt_core::util::append_id();
         let resume = Resume {
             token,
             recent: false,
             since,
             before: 0,
+            reader,
         };
         let checkpoint = Checkpoint {
             position: last,
@@ -462,6 +484,7 @@ impl MongoProvider {
             recent_after: 0,
             since,
             before: 0,
+            reader,
             delivered: HashSet::new(),
         });
         Ok(checkpoint)
