@@ -1,5 +1,6 @@
-//! What handlers read: history by position up to a cut a safe margin in the past, then a change
-//! stream from that cut, in commit order; resumed by its token.
+//! What handlers read: history by position below a cut a safe margin in the past, then a change
+//! stream opened now (with reads by position of what committed before it), in commit order;
+//! resumed by its token. The crate's docs give the argument.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,17 +34,10 @@ pub(crate) struct Tail {
     /// The checkpoint of the last event it gave: the next read after it goes on here.
     after: Checkpoint,
     changes: ChangeStream<Document>,
-    /// While events that committed before the stream opened are read by position: the
-    /// stream's first token.
-    recent: Option<Bson>,
-    /// The position those reads go on after.
+    /// Where it stands: what the checkpoints of its events carry.
+    resume: Resume,
+    /// While `resume.recent`: the position the reads by position go on after.
     recent_after: u64,
-    /// See [`Resume::since`].
-    since: u64,
-    /// See [`Resume::before`].
-    before: u64,
-    /// See [`Resume::reader`].
-    reader: i64,
     /// Events those reads gave, which the stream may give again.
     delivered: HashSet<(String, String, u64)>,
 }
@@ -155,18 +149,9 @@ pub(crate) fn token_bson(text: &str) -> Result<Bson, String> {
     Bson::try_from(value).map_err(|e| format!("malformed resume token `{text}`: {e}"))
 }
 
-/// Whether a change stream cannot start where it was asked to: its history is gone from the
-/// oplog (ChangeStreamHistoryLost, 286; ChangeStreamFatalError, 280), or the token is unknown.
-fn history_lost(error: &mongodb::error::Error) -> bool {
-    const HISTORY_LOST: [i32; 3] = [286, 280, 136];
-    match error.kind.as_ref() {
-        ErrorKind::Command(command) => HISTORY_LOST.contains(&command.code),
-        _ => false,
-    }
-}
-
-/// Whether the server refused the stream for good (not a lost connection, an election or a
-/// shutdown, which the driver labels resumable), or the token was malformed.
+/// Whether the server refused the stream for good: its history is gone from the oplog
+/// (ChangeStreamHistoryLost, 286), the token is unknown, or malformed; not a lost connection, an
+/// election or a shutdown, which the driver labels resumable.
 fn refused(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {
         ErrorKind::Command(_) => !error.contains_label("ResumableChangeStreamError"),
@@ -231,12 +216,12 @@ impl MongoProvider {
         {
             let resume = Resume::parse(resume, from.position);
             let since = resume.as_ref().map_or(0, |resume| resume.since);
-            let opened = match &resume {
+            let opened = match resume {
                 Ok(resume) => self
                     .open_changes(streams, Some(&resume.token))
                     .await
                     .map(|changes| (changes, resume)),
-                Err(problem) => Err(mongodb::error::Error::custom(problem.clone())),
+                Err(problem) => Err(mongodb::error::Error::custom(problem)),
             };
             match opened {
                 Ok((changes, resume)) => {
@@ -244,17 +229,14 @@ impl MongoProvider {
                         streams: streams.iter().map(|s| (*s).to_owned()).collect(),
                         after: from.clone(),
                         changes,
-                        recent: resume.recent.then(|| resume.token.clone()),
-                        since: resume.since,
-                        before: resume.before,
-                        reader: resume.reader,
+                        resume,
                         recent_after: from.position,
                         delivered: HashSet::new(),
                     });
                 }
                 // The server refuses the token: its history is gone from the oplog, or the
                 // token is not one it knows (another server, a restored backup).
-                Err(error) if history_lost(&error) || refused(&error) => {
+                Err(error) if refused(&error) => {
                     let margin = self.commit_margin.as_secs();
                     tracing::warn!(
                         %error,
@@ -326,23 +308,26 @@ impl MongoProvider {
                     streams: streams.iter().map(|s| (*s).to_owned()).collect(),
                     after: checkpoint.clone(),
                     changes,
-                    recent: Some(token),
-                    since: cut,
-                    before,
-                    reader: evt_core::util::append_id(),
+                    resume: Resume {
+                        token,
+                        recent: true,
+                        since: cut,
+                        before,
+                        reader: evt_core::util::append_id(),
+                    },
                     recent_after,
                     delivered: HashSet::new(),
                 }
             }
         };
-        if let Some(token) = tail.recent.clone() {
+        if tail.resume.recent {
             let wanted = limit - out.len();
             let recent = self
                 .find_events(
                     operation,
                     doc! {
                         "stream": {"$in": streams},
-                        "position": {"$gt": timestamp(tail.recent_after), "$lt": timestamp(tail.before)},
+                        "position": {"$gt": timestamp(tail.recent_after), "$lt": timestamp(tail.resume.before)},
                     },
                     doc! {"position": 1},
                     wanted,
@@ -355,28 +340,17 @@ impl MongoProvider {
                 tail.delivered.insert(place(&event));
                 checkpoint = Checkpoint {
                     position: checkpoint.position.max(event.meta.position),
-                    resume: Some(
-                        Resume {
-                            token: token.clone(),
-                            recent: true,
-                            since: tail.since,
-                            before: tail.before,
-                            reader: tail.reader,
-                        }
-                        .text(),
-                    ),
+                    resume: Some(tail.resume.text()),
                 };
                 out.push((event, checkpoint.clone()));
             }
-            if done {
-                tail.recent = None;
-            }
+            tail.resume.recent = !done;
         }
         // Until the stream has given what a read by position already shows (a change stream
         // can trail an acknowledged write by a moment), so that a read right after an append
         // finds it; bounded, since a lagging stream only delays.
         let mut catch_up_until = None;
-        while tail.recent.is_none() && out.len() < limit {
+        while !tail.resume.recent && out.len() < limit {
             let change = match tail.changes.next_if_any().await {
                 Ok(Some(change)) => change,
                 Ok(None) => {
@@ -420,19 +394,11 @@ impl MongoProvider {
                 ));
             };
             let event = stored_event(document)?;
-            tail.since = tail.since.max(event.meta.position);
+            tail.resume.token = token.clone();
+            tail.resume.since = tail.resume.since.max(event.meta.position);
             checkpoint = Checkpoint {
                 position: checkpoint.position.max(event.meta.position),
-                resume: Some(
-                    Resume {
-                        token: token.clone(),
-                        recent: false,
-                        since: tail.since,
-                        before: 0,
-                        reader: tail.reader,
-                    }
-                    .text(),
-                ),
+                resume: Some(tail.resume.text()),
             };
             if !tail.delivered.is_empty() && tail.delivered.remove(&place(&event)) {
                 continue;
@@ -464,13 +430,12 @@ impl MongoProvider {
                 .map_err(|e| Error::transient(operation(), e))?,
             self.commit_margin.as_secs(),
         );
-        let reader = evt_core::util::append_id();
         let resume = Resume {
             token,
             recent: false,
             since,
             before: 0,
-            reader,
+            reader: evt_core::util::append_id(),
         };
         let checkpoint = Checkpoint {
             position: last,
@@ -480,11 +445,8 @@ impl MongoProvider {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             after: checkpoint.clone(),
             changes,
-            recent: None,
+            resume,
             recent_after: 0,
-            since,
-            before: 0,
-            reader,
             delivered: HashSet::new(),
         });
         Ok(checkpoint)
@@ -527,7 +489,7 @@ impl MongoProvider {
                                 }
                                 Some(Err(error)) => {
                                     tracing::warn!(%error, "the change stream of appends failed; reopening it in 1 s (handlers poll meanwhile)");
-                                    if history_lost(&error) {
+                                    if refused(&error) {
                                         resume = None;
                                     }
                                     break;
@@ -538,7 +500,7 @@ impl MongoProvider {
                     },
                     Err(error) => {
                         tracing::warn!(%error, "cannot open the change stream of appends; trying again in 1 s (handlers poll meanwhile)");
-                        if history_lost(&error) {
+                        if refused(&error) {
                             resume = None;
                         }
                     }
