@@ -181,6 +181,8 @@ async fn wake_child(database: &str, count: usize) {
         reported = seen.len();
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+    // Stopped before the runtime ends, so that no driver task is left mid-request.
+    handler.stop().await;
 }
 
 /// The child process, killed if the test fails before it ends.
