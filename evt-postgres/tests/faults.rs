@@ -97,12 +97,15 @@ async fn two_spellings_of_one_table_skip_nothing() {
     providers.extend(vec![qualified; 4]);
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(providers, stop.clone());
+    // Set once every writer has returned: an append begun before `stop` may still commit after
+    // it, so the reader drains only after the writers are done.
+    let written = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (plain, stop) = (plain.clone(), stop.clone());
+        let (plain, written) = (plain.clone(), written.clone());
         tokio::spawn(async move {
             let (mut after, mut seen) = (0, Vec::new());
             loop {
-                let done = stop.load(Ordering::Relaxed);
+                let done = written.load(Ordering::Acquire);
                 let page = plain.get_events_from(&["load"], after, 1000).await.unwrap();
                 if let Some(last) = page.last() {
                     after = last.meta.position;
@@ -120,6 +123,7 @@ async fn two_spellings_of_one_table_skip_nothing() {
         let (_, errors) = writer.await.unwrap();
         assert!(errors.is_empty(), "{errors:?}");
     }
+    written.store(true, Ordering::Release);
     let seen = reader.await.unwrap();
     let all: Vec<u64> = plain
         .get_events_from(&["load"], 0, usize::MAX)
