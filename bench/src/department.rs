@@ -26,11 +26,15 @@ impl Department {
     }
 }
 
+/// Payloads are `Clone`, so that with the cache on a command decides on the cached aggregate
+/// without reading first.
+#[derive(Clone)]
 pub struct Create {
     pub tenant_id: String,
     pub name: String,
 }
 
+#[derive(Clone)]
 pub struct AddManager {
     pub user_phone: String,
 }

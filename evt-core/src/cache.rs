@@ -10,8 +10,10 @@ use crate::{Aggregate, Versioned};
 
 /// Loaded aggregates of every type, keyed by type and id.
 ///
-/// A hit is only a starting point: loading still reads the events after the cached version,
-/// so a cache never serves a stale aggregate, even with other writers.
+/// A hit is only a starting point: loading still reads the events after the cached version, and
+/// a command that decides on a cached aggregate without reading appends at its version, which the
+/// store refuses when another writer appended first (the command then loads and decides again).
+/// So a stale entry never decides what is stored, even with other writers.
 pub(crate) struct Cache {
     entries: Mutex<LruCache<(TypeId, String), Box<dyn Any + Send + Sync>>>,
 }

@@ -54,6 +54,41 @@ impl<A: Aggregate> Commands<A> {
         self.domain.load(aggregate_id).await
     }
 
+    /// The aggregate as the domain's cache holds it, without reading the store; `None` without a
+    /// cache or when it does not hold `aggregate_id`. A command whose payload can be cloned
+    /// decides on it first and commits through [`Commands::commit_cached`].
+    pub fn cached(&self, aggregate_id: &str) -> Option<Versioned<A>> {
+        self.domain.cached(aggregate_id)
+    }
+
+    /// Appends what a command decided on a cached aggregate, at the cached version: one round
+    /// trip instead of a read and an append. `None` when the command must be decided again on a
+    /// fresh load, because the decision may depend on events the cache has not seen: it was a
+    /// rejection or appended nothing, or the store refused the version (another writer appended
+    /// first) or failed without storing anything ([`Error::Transient`]). Otherwise the
+    /// command's result, as [`Commands::commit`] gives it.
+    pub async fn commit_cached<E>(
+        &self,
+        command: &'static str,
+        aggregate: Versioned<A>,
+        decision: Result<Vec<A::Event>, E>,
+    ) -> Option<Result<Versioned<A>, CommandError<E>>> {
+        let events = decision.ok().filter(|events| !events.is_empty())?;
+        match self.domain.append(aggregate, events).await {
+            Ok(aggregate) => Some(Ok(aggregate)),
+            Err(error) if error.is_version_conflict() || error.is_transient() => {
+                tracing::debug!(
+                    stream = A::STREAM,
+                    command,
+                    %error,
+                    "the cached aggregate was behind or the store failed; loading it and deciding again"
+                );
+                None
+            }
+            Err(error) => Some(Err(error.into())),
+        }
+    }
+
     /// Appends what a handler decided on `aggregate` (its result through [`crate::Decision`]) and returns the new aggregate, or the
     /// handler's rejection, or [`Error::VersionConflict`] when another writer appended first.
     pub async fn commit<E>(

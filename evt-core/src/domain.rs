@@ -36,8 +36,21 @@ impl Domain {
     }
 
     /// Keeps up to `capacity` loaded aggregates in memory (evtstore's `useCache`, but bounded:
-    /// the least recently used leaves first). A cached aggregate is brought up to date by reading
-    /// only the events after its version.
+    /// the least recently used leaves first). [`Domain::load`] brings a cached aggregate up to
+    /// date by reading only the events after its version.
+    ///
+    /// A command whose payload is `Clone` (so that it can be decided twice) decides on the cached
+    /// aggregate without reading and appends at its version: one round trip. When another writer
+    /// appended meanwhile, the store refuses that version, and the command loads the new events
+    /// and decides again; a rejection on the cached aggregate is also checked on a fresh load.
+    /// The caller never sees an answer that a fresh load would not have given.
+    ///
+    /// ```
+    /// use evt_core::{Domain, MemoryProvider};
+    ///
+    /// let domain = Domain::new(MemoryProvider::new()).with_cache(10_000);
+    /// # let _ = domain;
+    /// ```
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.cache = NonZeroUsize::new(capacity).map(|capacity| Arc::new(Cache::new(capacity)));
         self
@@ -73,6 +86,11 @@ impl Domain {
         }
         .instrument(span)
         .await
+    }
+
+    /// The cached aggregate, if the cache is on and holds it (not brought up to date).
+    pub(crate) fn cached<A: Aggregate>(&self, id: &str) -> Option<Versioned<A>> {
+        self.cache.as_ref()?.get::<A>(id)
     }
 
     /// Reads and folds the aggregate's events after its version, as the provider streams them.

@@ -260,6 +260,43 @@ pub mod __private {
         crate::event::type_error(found, json, expected)
     }
 
+    /// `(&CloneProbe::<T>::new()).cloner()` is `Some(T::clone)` when `T: Clone` and `None`
+    /// otherwise (with [`ProbeClone`] and [`ProbeNoClone`] in scope): a command whose payload can
+    /// be cloned may decide on a cached aggregate first, since it can decide again.
+    pub struct CloneProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+    impl<T> CloneProbe<T> {
+        /// The probe of `T`.
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            CloneProbe(std::marker::PhantomData)
+        }
+    }
+
+    /// Chosen by method resolution when `T: Clone`.
+    pub trait ProbeClone<T> {
+        /// `Some(T::clone)`.
+        fn cloner(&self) -> Option<fn(&T) -> T>;
+    }
+
+    impl<T: Clone> ProbeClone<T> for CloneProbe<T> {
+        fn cloner(&self) -> Option<fn(&T) -> T> {
+            Some(T::clone)
+        }
+    }
+
+    /// Chosen by method resolution (one auto-reference later) when `T` is not `Clone`.
+    pub trait ProbeNoClone<T> {
+        /// `None`.
+        fn cloner(&self) -> Option<fn(&T) -> T>;
+    }
+
+    impl<T> ProbeNoClone<T> for &CloneProbe<T> {
+        fn cloner(&self) -> Option<fn(&T) -> T> {
+            None
+        }
+    }
+
     /// Turns a handler's error into the boxed error the runtime reports.
     pub fn box_error<E: Into<crate::BoxError>>(error: E) -> crate::BoxError {
         error.into()

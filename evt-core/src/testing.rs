@@ -53,6 +53,7 @@ macro_rules! provider_tests {
             failed_append_stores_nothing,
             load_pages_through_history,
             cache_reads_newer_events,
+            cached_commands_decide_again,
             bookmark_without_position,
             bookmark_persists_position,
             memory_bookmark,
@@ -775,6 +776,45 @@ pub async fn cache_reads_newer_events(factory: &impl Factory) {
         let loaded: Versioned<Example> = cached.load(id).await.unwrap();
         assert!(loaded.exists(), "{id}");
     }
+}
+
+/// With the cache on, a command whose payload is `Clone` decides on the cached aggregate and
+/// appends at its version without reading first. When another writer appended meanwhile, the
+/// caller sees neither the version conflict nor a rejection made on the stale state: the command
+/// loads the new events and decides again.
+pub async fn cached_commands_decide_again(factory: &impl Factory) {
+    let provider = factory.provider(100).await;
+    let cached = Domain::from_arc(provider.clone()).with_cache(10);
+    let commands = ExampleCommands::new(&cached);
+    let other = ExampleCommands::new(&Domain::from_arc(provider));
+    // Behind by one event: the append at the cached version is refused, then made at the next.
+    create(&commands, "a").await;
+    other.increment("a", Increment { by: 10 }).await.unwrap();
+    let after = commands.increment("a", Increment { by: 1 }).await.unwrap();
+    assert_eq!((after.version, after.count), (3, 11));
+    // Cached as missing, created elsewhere: the stale rejection is not the answer.
+    let missing: Versioned<Example> = cached.load("b").await.unwrap();
+    assert!(!missing.exists());
+    create(&other, "b").await;
+    let after = commands.increment("b", Increment { by: 2 }).await.unwrap();
+    assert_eq!((after.version, after.count), (2, 2));
+    // The same through a command that retries.
+    other.increment("b", Increment { by: 3 }).await.unwrap();
+    let after = commands
+        .increment_retrying("b", Increment { by: 4 })
+        .await
+        .unwrap();
+    assert_eq!((after.version, after.count), (4, 9));
+    // A rejection on a current cached aggregate stays a rejection.
+    let loaded: Versioned<Example> = cached.load("c").await.unwrap();
+    assert!(!loaded.exists());
+    let rejected = commands.increment("c", Increment { by: 1 }).await;
+    assert!(rejected.is_err_and(|e| e.rejection().is_some()));
+    let uncached: Versioned<Example> = Domain::from_arc(cached.provider().clone())
+        .load("a")
+        .await
+        .unwrap();
+    assert_eq!((uncached.version, uncached.count), (3, 11));
 }
 
 /// A bookmark never set reads as `None`, and a handler starts from the first event.

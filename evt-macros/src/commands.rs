@@ -256,6 +256,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
     let decision = syn::Ident::new("__evt_decision", mixed);
     let result = syn::Ident::new("__evt_result", mixed);
     let attempt = syn::Ident::new("__evt_attempt", mixed);
+    let cloner = syn::Ident::new("__evt_clone", mixed);
 
     let methods = commands.iter().map(|command| {
         let method = &command.method;
@@ -292,9 +293,36 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
                 <#self_ty>::#name(&#aggregate, #command_arg) #await_
             }
         };
+        // With the cache on, a command that can decide again decides on the cached aggregate
+        // first and appends at its version; `commit_cached` says when to load and decide again.
+        // (Nested `if`s: the user's crate may predate let chains.)
+        let from_cache = |decide: TokenStream| {
+            quote! {
+                if let ::core::option::Option::Some(#aggregate) = self.commands.cached(aggregate_id) {
+                    let #decision = #decide;
+                    if let ::core::option::Option::Some(#result) =
+                        self.commands.commit_cached(#name_str, #aggregate, #decision).await
+                    {
+                        return #result;
+                    }
+                }
+            }
+        };
         let body = if command.retry == 0 {
+            // Only a payload that is `Clone` can be decided on twice.
+            let from_cache = from_cache(into_events(decide(quote!(#cloner(&command)))));
+            let from_cache = quote! {
+                let #cloner = {
+                    use #krate::__private::{ProbeClone as _, ProbeNoClone as _};
+                    (&#krate::__private::CloneProbe::<#payload>::new()).cloner()
+                };
+                if let ::core::option::Option::Some(#cloner) = #cloner {
+                    #from_cache
+                }
+            };
             let decide = into_events(decide(quote!(command)));
             quote! {
+                #from_cache
                 let #aggregate = self.commands.load(aggregate_id).await?;
                 let #decision = #decide;
                 #commit.await
@@ -303,7 +331,9 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
             let retry = command.retry;
             let clone = quote_spanned!(command.payload.span()=> ::core::clone::Clone::clone(&command));
             let decide = into_events(decide(clone));
+            let from_cache = from_cache(decide.clone());
             quote! {
+                #from_cache
                 let mut #attempt: u32 = 0;
                 loop {
                     let #aggregate = self.commands.load(aggregate_id).await?;

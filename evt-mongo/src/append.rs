@@ -1,5 +1,5 @@
-//! Appends: one upsert for one event, one transaction for several; unknown outcomes settled by
-//! the append's id.
+//! Appends: one insert for one event (grouped with concurrent ones), one transaction for
+//! several; unknown outcomes settled by the append's id.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION
 
 use crate::MongoProvider;
 use crate::documents::{integer, stored_event};
+use crate::group::Refused;
 
 /// How many times an append is tried before its error is returned.
 pub const MAX_APPEND_ATTEMPTS: u32 = 20;
@@ -42,6 +43,8 @@ enum Attempt {
     Failed(mongodb::error::Error),
     /// The commit of a transaction failed: it may or may not have been applied.
     CommitFailed(mongodb::error::Error),
+    /// The batch that carried the insert was abandoned: it may or may not have been sent.
+    Abandoned,
 }
 
 impl<'a> Append<'a> {
@@ -96,8 +99,8 @@ impl MongoProvider {
         let mut unsure = false;
         let mut attempt = 1;
         loop {
-            let tried = if documents.len() == 1 {
-                self.insert_one(&documents[0]).await.map(|()| None)
+            let tried = if let [document] = documents.as_slice() {
+                self.insert_one(document).await.map(|()| None)
             } else {
                 self.insert_in_transaction(append, &documents)
                     .await
@@ -143,6 +146,10 @@ impl MongoProvider {
                     unsure = true;
                     error.to_string()
                 }
+                Err(Attempt::Abandoned) => {
+                    unsure = true;
+                    "the insert's batch was abandoned (its runtime shut down)".to_owned()
+                }
             };
             if attempt >= MAX_APPEND_ATTEMPTS {
                 let reason = format!("still failing after {attempt} attempts: {error}");
@@ -177,14 +184,15 @@ impl MongoProvider {
     }
 
     /// One event: a single insert, as evtstore's, under the unique index on
-    /// `{stream, aggregateId, version}`; then its position, which the server filled, read back.
+    /// `{stream, aggregateId, version}`, sent with the other one-event appends waiting beside it
+    /// (group commit, see `group.rs`).
     async fn insert_one(&self, document: &Document) -> Result<(), Attempt> {
-        self.events
-            .insert_one(document)
-            .write_concern(self.write_concern.clone())
-            .await
-            .map_err(attempt_error)?;
-        Ok(())
+        match self.inserts.insert(document.clone()).await {
+            Ok(()) => Ok(()),
+            Err(Refused::Duplicate) => Err(Attempt::Duplicate),
+            Err(Refused::Failed(error)) => Err(Attempt::Failed(error)),
+            Err(Refused::Abandoned) => Err(Attempt::Abandoned),
+        }
     }
 
     /// Several events: inserted in one transaction, all or none, then read back (in the same
@@ -463,9 +471,11 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(random % ceiling.max(1))).await;
 }
 
+/// MongoDB's duplicate key error code.
+pub(crate) const DUPLICATE_KEY: i32 = 11000;
+
 /// Whether a write failed on a unique index (code 11000, never matched by message).
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    const DUPLICATE_KEY: i32 = 11000;
+pub(crate) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {
         ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write)) => {
             write.code == DUPLICATE_KEY

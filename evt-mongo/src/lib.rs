@@ -111,6 +111,7 @@
 mod append;
 mod documents;
 mod feed;
+mod group;
 mod migrate;
 
 use std::sync::Arc;
@@ -132,6 +133,7 @@ pub use mongodb;
 use crate::append::Append;
 use crate::documents::{read_position, stored_event, timestamp};
 use crate::feed::{Tails, token_bson, token_text};
+use crate::group::InsertGroup;
 
 /// The page size unless [`MongoProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -153,6 +155,8 @@ pub struct MongoProvider {
     appended: watch::Sender<u64>,
     watching: Arc<AtomicBool>,
     tails: Tails,
+    /// One-event appends, sent together when they arrive together.
+    inserts: Arc<InsertGroup>,
 }
 
 /// The write concern of appends unless [`MongoProvider::write_concern`] says otherwise: a majority
@@ -183,6 +187,7 @@ impl MongoProvider {
             appended: watch::Sender::new(0),
             watching: Arc::default(),
             tails: Tails::default(),
+            inserts: InsertGroup::new(database.collection("events"), durable_write_concern()),
         }
     }
 
@@ -203,6 +208,7 @@ impl MongoProvider {
     /// Stores events in the collection `name`.
     pub fn events_collection(mut self, name: &str) -> Self {
         self.events = self.database.collection(name);
+        self.inserts = InsertGroup::new(self.events.clone(), self.write_concern.clone());
         self
     }
 
@@ -221,6 +227,7 @@ impl MongoProvider {
     /// Commits appends with `write_concern` instead of [`durable_write_concern`]. A weaker one
     /// (e.g. `w: 1` without `j`) is faster, but an acknowledged append may be lost in a crash.
     pub fn write_concern(mut self, write_concern: WriteConcern) -> Self {
+        self.inserts = InsertGroup::new(self.events.clone(), write_concern.clone());
         self.write_concern = write_concern;
         self
     }

@@ -253,3 +253,60 @@ async fn an_event_that_does_not_decode_stops_the_handler_before_it() {
     );
     assert_eq!(handler.projection().seen().len(), 1);
 }
+
+/// One-event appends that arrive together go to the server as one unordered `insertMany`; each
+/// keeps its own answer: the writers racing for one version get one success and conflicts, the
+/// writers of other aggregates in the same batches all succeed, and each position is unique.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_sent_together_keep_their_own_answers() {
+    let provider = common::fresh(100).await;
+    for round in 0..5_u64 {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(24));
+        let tasks: Vec<_> = (0..24_u64)
+            .map(|task| {
+                let (provider, barrier) = (provider.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    // Tasks 0..8 race for the same version of `shared`; the others write alone.
+                    let (id, version) = if task < 8 {
+                        ("shared".to_owned(), round)
+                    } else {
+                        (format!("alone-{task}"), round)
+                    };
+                    barrier.wait().await;
+                    provider
+                        .append_only("s", &id, version, &[event(json!({"task": task}))], None)
+                        .await
+                })
+            })
+            .collect();
+        let mut conflicts = 0;
+        for (task, handle) in tasks.into_iter().enumerate() {
+            match handle.await.unwrap() {
+                Ok(()) => {}
+                Err(Error::VersionConflict { aggregate_id, .. }) if task < 8 => {
+                    assert_eq!(aggregate_id, "shared");
+                    conflicts += 1;
+                }
+                Err(error) => panic!("task {task}, round {round}: {error}"),
+            }
+        }
+        assert_eq!(conflicts, 7, "round {round}: one of 8 racing writers wins");
+    }
+    let stored = raw_events(&provider).await;
+    assert_eq!(stored.len(), 5 * 17);
+    let positions: std::collections::BTreeSet<_> = stored
+        .iter()
+        .map(|document| document.get_timestamp("position").unwrap())
+        .collect();
+    assert_eq!(positions.len(), stored.len(), "every position is unique");
+    assert!(
+        positions.iter().all(|p| p.time > 0),
+        "every position was filled in"
+    );
+    let shared = provider
+        .get_events_for("s", "shared", 0, 100)
+        .await
+        .unwrap();
+    let versions: Vec<u64> = shared.iter().map(|e| e.meta.version).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+}
