@@ -2,7 +2,7 @@
 //! and writes what the other wrote, and both write at once without a handler skipping anything.
 //!
 //! Needs `EVT_MONGO_URL` (`./scripts/test` starts a server and sets it) and Node 20 with npm:
-//! the first test installs `tests/evtstore/package-lock.json` into the target directory.
+//! the first test installs `tests/evtstore` into the target directory (`common/evtstore.rs`).
 
 #[path = "../examples/departments/department.rs"]
 #[allow(dead_code)]
@@ -15,23 +15,20 @@ mod projection;
 mod read_model;
 
 mod common;
+#[path = "common/evtstore.rs"]
+mod evtstore;
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use evt::{Domain, Meta, Provider, projection};
+use evt::{Domain, Provider};
 use evt_mongo::MongoProvider;
 use evt_mongo::mongodb::Database;
 use evt_mongo::mongodb::bson::{Document, doc};
 use serde_json::Value;
 
 use common::{create, manager};
-use department::{
-    Department, DepartmentCommands, DepartmentCreated, DepartmentEvent, DepartmentManagerAdded,
-};
+use department::{Department, DepartmentCommands, DepartmentEvent, DepartmentManagerAdded};
 use projection::DepartmentsModel;
 use read_model::ReadModel;
 
@@ -52,110 +49,17 @@ async fn fresh_database(name: &str) -> Database {
     ))
 }
 
-/// The folder where evtstore is installed (once; tests in other processes wait for it).
-fn evtstore_dir() -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/evtstore");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("evtstore-node");
-    let done = dir.join("installed");
-    let lock = dir.with_extension("lock");
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    loop {
-        if done.exists() {
-            return dir;
-        }
-        if std::fs::create_dir(&lock).is_ok() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "another test has been installing evtstore for 10 minutes; if none runs, remove {}",
-            lock.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let install = || -> Result<(), String> {
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        for file in ["package.json", "package-lock.json", "mongo.js"] {
-            std::fs::copy(source.join(file), dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
-        }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| format!("npm: {e} (Node 20 and npm are needed)"))?;
-        if !status.success() {
-            return Err(format!("npm ci in {} failed: {status}", dir.display()));
-        }
-        std::fs::write(&done, "").map_err(|e| e.to_string())
-    };
-    let installed = install();
-    let _ = std::fs::remove_dir(&lock);
-    installed.unwrap_or_else(|e| panic!("installing evtstore: {e}"));
-    dir
+/// Runs `node mongo.js COMMAND {url, db} ARGS...` and returns its JSON line.
+fn evtstore(command: &str, database: &Database, args: &[&str]) -> Value {
+    evtstore::run("mongo", command, &target(database), args)
 }
 
-/// Runs `node mongo.js COMMAND URL DB ARGS...` and returns its JSON line.
-fn evtstore(command: &str, database: &Database, args: &[&str]) -> Value {
-    let dir = evtstore_dir();
-    let output = Command::new("node")
-        .arg("mongo.js")
-        .arg(command)
-        .arg(url())
-        .arg(database.name())
-        .args(args)
-        .current_dir(&dir)
-        .output()
-        .expect("node");
-    assert!(
-        output.status.success(),
-        "evtstore {command} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "evtstore {command} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+fn target(database: &Database) -> Value {
+    serde_json::json!({"url": url(), "db": database.name()})
 }
 
 async fn evtstore_async(command: &'static str, database: Database, args: Vec<String>) -> Value {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        evtstore(command, &database, &args)
-    })
-    .await
-    .unwrap()
-}
-
-/// Every department event seen, as `id/version`.
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn record(&self, id: &str, meta: &Meta) {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(format!("{id}/{}", meta.version));
-    }
-}
-
-#[projection(bookmark = "recorder", streams = ["departments"])]
-impl Recorder {
-    fn created(&self, id: &str, _: &DepartmentCreated, meta: &Meta) {
-        self.record(id, meta);
-    }
-
-    fn manager_added(&self, id: &str, _: &DepartmentManagerAdded, meta: &Meta) {
-        self.record(id, meta);
-    }
+    evtstore::run_async("mongo", command, target(&database), args).await
 }
 
 /// Every stored event of the departments stream, as `id/version`.
@@ -280,7 +184,7 @@ async fn evtstore_reads_and_writes_a_store_evt_made() {
                 .unwrap();
         }
     }
-    let recorder = domain.handler(Recorder::default());
+    let recorder = domain.handler(evtstore::Recorder::default());
     assert_eq!(recorder.run_once().await.unwrap(), 9);
 
     // evtstore's migrate accepts evt's store; its handler, loads and commands work on it.
@@ -311,7 +215,7 @@ async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
     const EVTSTORE_WRITERS: usize = 16;
     let ids = ["dept-a", "dept-b", "dept-c"];
     let database = fresh_database("both").await;
-    evtstore_dir();
+    evtstore::dir();
     let provider = MongoProvider::new(&database);
     provider.migrate().await.unwrap();
     let domain = Domain::new(provider);
@@ -353,7 +257,7 @@ async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
     }
     // The handler starts during the run.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let handler = domain.handler(Recorder::default());
+    let handler = domain.handler(evtstore::Recorder::default());
     handler.start();
 
     let (mut evt_ok, mut evt_conflicts) = (0, 0);
@@ -386,29 +290,9 @@ async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
         "conflicts on both sides: evt {evt_conflicts}, evtstore {evtstore_conflicts}"
     );
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while handler.projection().seen().len() < stored.len() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the handler saw {} of {} events",
-            handler.projection().seen().len(),
-            stored.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    evtstore::assert_each_seen_once(&handler, &stored).await;
     handler.stop().await;
     let seen = handler.projection().seen();
-    let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
-    for event in &seen {
-        *counts.entry(event).or_default() += 1;
-    }
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "seen more than once: {twice:?}");
-    let missed: Vec<_> = distinct
-        .iter()
-        .filter(|e| !counts.contains_key(**e))
-        .collect();
-    assert!(missed.is_empty(), "missed: {missed:?}");
     eprintln!(
         "evt: {evt_ok} appended, {evt_conflicts} conflicts; evtstore: {evtstore_ok} appended, \
          {evtstore_conflicts} conflicts; the handler saw {} of {} events, each once",

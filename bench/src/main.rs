@@ -9,7 +9,10 @@
 //!
 //! - W1: 1,000 departments, `create` then 9 `add_manager` each, one after another, each command
 //!   loading from the store (and again with the cache on);
-//! - W1c: the same from 8 tasks, task `t` owning departments `i % 8 == t`;
+//! - W1c: the same from 8 tasks, task `t` owning departments `i % 8 == t` (and again with the
+//!   cache on);
+//! - W1bound (MongoDB only): W1's commands as bare driver calls, a find and an insert
+//!   each, without evt: the server's own rate for two round trips per command;
 //! - W2: one department with 10,001 events, loaded 20 times (ms per load), without and with snapshots;
 //! - W3: 100,000 events (10,000 departments x 10); a handler with a persisted bookmark counts
 //!   managers per department from position 0 until caught up (events/s);
@@ -386,6 +389,53 @@ async fn w4(backend: &str, scale: Scale) -> Result<(), Error> {
     Ok(())
 }
 
+/// W1's bound on MongoDB: the same 10 commands per department as bare driver calls, without
+/// evt: find the department's events (sorted by version, as a load does), then insert one event
+/// document with evt's write concern. What the server allows two round trips per command.
+async fn w1_bound(scale: Scale) -> Result<(), Error> {
+    use evt_mongo::mongodb::bson::{Document, Timestamp, doc};
+    use futures_util::TryStreamExt;
+
+    let url = std::env::var("EVT_MONGO_URL")?;
+    let client = evt_mongo::mongodb::Client::with_uri_str(&url).await?;
+    let database = client.database(&format!("evt_bench_{}_bound", std::process::id()));
+    let provider = evt_mongo::MongoProvider::new(&database);
+    provider.migrate().await?;
+    let events = database.collection::<Document>("events");
+    let start = Instant::now();
+    for i in 0..scale.departments {
+        let id = department_id(i);
+        for version in 1..=10_i64 {
+            let found: Vec<Document> = events
+                .find(doc! {"stream": "departments", "aggregateId": &id, "version": {"$gt": 0}})
+                .sort(doc! {"version": 1})
+                .await?
+                .try_collect()
+                .await?;
+            assert_eq!(found.len() as i64, version - 1);
+            events
+                .insert_one(doc! {
+                    "stream": "departments", "aggregateId": &id, "version": version,
+                    "position": Timestamp { time: 0, increment: 0 },
+                    "timestamp": evt_mongo::mongodb::bson::DateTime::now(),
+                    "event": {"type": "departmentManagerAdded", "userPhone": phone(i, version as usize)},
+                })
+                .write_concern(evt_mongo::durable_write_concern())
+                .await?;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    line(
+        "mongo",
+        "W1bound",
+        scale.departments * 10,
+        seconds,
+        json!({"variant": "bare driver: find + insert_one per command, no evt"}),
+    );
+    database.drop().await?;
+    Ok(())
+}
+
 async fn run(backend: &str, scale: Scale, only: &[String]) -> Result<(), Error> {
     let on = |workload: &str| only.is_empty() || only.iter().any(|w| w == workload);
     if on("W1") {
@@ -394,6 +444,10 @@ async fn run(backend: &str, scale: Scale, only: &[String]) -> Result<(), Error> 
     }
     if on("W1c") {
         w1(backend, scale, 8, false).await?;
+        w1(backend, scale, 8, true).await?;
+    }
+    if on("W1bound") && backend == "mongo" {
+        w1_bound(scale).await?;
     }
     if on("W2") {
         w2(backend, scale, false).await?;

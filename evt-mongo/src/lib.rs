@@ -42,6 +42,11 @@
 //! `{stream, aggregateId, version}` (a lost race is [`Error::VersionConflict`]): no transaction,
 //! no document that every append writes. Commands append through [`Provider::append_only`], one
 //! round trip; [`Provider::append`] reads the event back for the position the server gave it.
+//! One-event appends that arrive while another is on its way to the server (concurrent commands
+//! of one provider and its clones) wait for it and then go together as one unordered
+//! `insertMany`: one round trip and one journal write for all of them. An unordered insert
+//! inserts every document it can and names each refused one, so each append keeps its own
+//! answer; a lone writer sends each insert at once, alone.
 //! Several events: one transaction, all or none, which also checks the aggregate's version.
 //! Transient errors and network errors are retried with the same `appendId`. An aggregate loads
 //! in one query ([`Provider::events_for`]), its results streamed by the driver's cursor.

@@ -19,14 +19,17 @@
 //!     position     bigserial PRIMARY KEY,
 //!     stream       text        NOT NULL,
 //!     aggregate_id text        NOT NULL,
-//!     version      bigint      NOT NULL,
+//!     version      integer     NOT NULL,
 //!     timestamp    timestamptz NOT NULL,
-//!     event        json        NOT NULL,   -- {"type": "departmentCreated", ...}
+//!     event        text        NOT NULL,   -- {"type": "departmentCreated", ...}
 //!     snapshot     json,                   -- {"snapshotVersion", "version", "state"}, on the last event of an append
 //!     append_id    bigint,                 -- one random id per append (see "Unknown outcomes")
 //!     UNIQUE (stream, aggregate_id, version)
 //! );
 //! CREATE INDEX events_stream_position ON events (stream, position);
+//! -- every insert, whoever makes it, takes the table's append lock (see the design below)
+//! CREATE FUNCTION evt_lock_events() RETURNS trigger ...;
+//! CREATE TRIGGER evt_lock BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION evt_lock_events();
 //! CREATE TABLE bookmarks (bookmark text PRIMARY KEY, position bigint NOT NULL);
 //! ```
 //!
@@ -34,10 +37,26 @@
 //! [`PostgresProvider::bookmarks_table`]: `table` or `schema.table`, used exactly as written
 //! (quoted, as evtstore quotes them: `DeptEvents` is not `deptevents`, and `order` works),
 //! checked (no `"`, no control characters, at most 63 bytes a part) and refused where they would
-//! reach PostgreSQL's own catalogs (`pg_*`, `information_schema`). Events are `json`: the text as the event was encoded, stored and sent back
-//! without conversion (`jsonb` would be parsed on every append and printed on every read, a
-//! quarter of the server's time on a read of 1,000 events); they can still be queried
-//! (`event->>'name'`). Tables made with `jsonb` columns work as they are.
+//! reach PostgreSQL's own catalogs (`pg_*`, `information_schema`).
+//!
+//! These are evtstore's tables (its `postgres` and `pg` providers), with two more columns that
+//! evtstore ignores and the lock trigger. Events are `text`, as evtstore stores them: the JSON as
+//! the event was encoded, stored and sent back without conversion (`jsonb` would be parsed on
+//! every append and printed on every read, a quarter of the server's time on a read of 1,000
+//! events); query them with `event::json->>'name'`. `version` is an `integer`, as evtstore's:
+//! its drivers return a `bigint` as a string. Tables made by earlier versions of evt (`bigint`,
+//! `json` or `jsonb`) are read and written as they are.
+//!
+//! # Moving from evtstore
+//!
+//! Point the provider at evtstore's tables ([`PostgresProvider::events_table`],
+//! [`PostgresProvider::bookmarks_table`], named as in evtstore's options) and run
+//! [`PostgresProvider::migrate`]: it adds the `snapshot` and `append_id` columns (nullable;
+//! evtstore never reads them) and the lock trigger, and says so; nothing that evtstore reads
+//! changes. Events, aggregates and bookmarks carry over, and evtstore and `evt` can write the
+//! same aggregates at once: versions stay unique, each sees the other's lost races as conflicts,
+//! and, with the trigger, neither library's handlers skip the other's events (nor their own:
+//! the trigger also closes the window where evtstore's handlers skip a late commit).
 //!
 //! # Design: correct under concurrent writers
 //!
@@ -63,6 +82,10 @@
 //! been rolled back, leaving a gap). A handler reading `position > bookmark` therefore never
 //! passes an event that commits later. The price is that appends to one events table commit one
 //! at a time; the lock is held for one statement and its commit.
+//!
+//! Other writers (evtstore, a hand-written `INSERT`) take the same lock through the trigger
+//! `evt_lock`, a statement-level `BEFORE INSERT` trigger: it fires before the statement computes
+//! its rows, so before it takes positions from the sequence. `migrate` creates it.
 //!
 //! Handlers in the same process are woken by each append; other processes' appends are found by
 //! polling.
@@ -165,9 +188,13 @@ struct Sql {
     set_position: String,
 }
 
-const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event";
+/// The columns of an event row, read the same from every column type evt and evtstore use
+/// (`version` `bigint` or `integer`; `event` `text`, `json` or `jsonb`).
+const COLUMNS: &str =
+    "position, stream, aggregate_id, version::bigint AS version, timestamp, event::text AS event";
 /// The columns of one aggregate's events: its stream and id are the query's.
-const AGGREGATE_COLUMNS: &str = "position, version, timestamp, event";
+const AGGREGATE_COLUMNS: &str =
+    "position, version::bigint AS version, timestamp, event::text AS event";
 
 impl Sql {
     fn new(events: &TableName, bookmarks: &TableName) -> Self {
@@ -185,11 +212,11 @@ impl Sql {
                      CASE WHEN e.ord = $7 THEN $6::json END, $9 \
                    FROM locked, current, unnest($8::text[]) WITH ORDINALITY AS e(event, ord) \
                    WHERE current.version = $4 \
-                   RETURNING position, version, timestamp) \
+                   RETURNING position, version::bigint AS version, timestamp) \
                  SELECT position, version, timestamp FROM inserted ORDER BY version"
             ),
             settle: format!(
-                "SELECT position, version, timestamp, append_id FROM {events} \
+                "SELECT position, version::bigint AS version, timestamp, append_id FROM {events} \
                  WHERE stream = $1 AND aggregate_id = $2 AND version > $3 AND version <= $3 + $4 \
                  ORDER BY version"
             ),
@@ -238,7 +265,8 @@ fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEv
         };
         let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(|e| e.to_string());
         let position = non_negative(get_i64("position")?, "position")?;
-        let Json(data): Json<Box<RawValue>> = row.try_get("event").map_err(|e| e.to_string())?;
+        let text: String = row.try_get("event").map_err(|e| e.to_string())?;
+        let data = RawValue::from_string(text).map_err(|e| format!("`event` is not JSON: {e}"))?;
         Ok(StoredEvent {
             meta: Meta {
                 stream,

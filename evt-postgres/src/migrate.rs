@@ -107,6 +107,17 @@ impl PostgresProvider {
             if !indexed {
                 changes.push(stream_position_index(self));
             }
+            let locked: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+                 WHERE tgrelid = $1::text::regclass AND tgname = $2 AND NOT tgisinternal)",
+            )
+            .bind(&events.quoted)
+            .bind(LOCK_TRIGGER)
+            .fetch_one(&mut *connection)
+            .await?;
+            if !locked {
+                changes.extend(lock_trigger(self));
+            }
         } else {
             changes.push((
                 format!("created the table `{}`", events.given),
@@ -115,9 +126,9 @@ impl PostgresProvider {
                        position bigserial PRIMARY KEY, \
                        stream text NOT NULL, \
                        aggregate_id text NOT NULL, \
-                       version bigint NOT NULL, \
+                       version integer NOT NULL, \
                        timestamp timestamptz NOT NULL, \
-                       event json NOT NULL, \
+                       event text NOT NULL, \
                        snapshot json, \
                        append_id bigint, \
                        UNIQUE (stream, aggregate_id, version))",
@@ -125,6 +136,7 @@ impl PostgresProvider {
                 ),
             ));
             changes.push(stream_position_index(self));
+            changes.extend(lock_trigger(self));
         }
         if !exists.try_get::<bool, _>("bookmarks")? {
             changes.push((
@@ -137,6 +149,39 @@ impl PostgresProvider {
         }
         Ok(changes)
     }
+}
+
+/// The trigger that makes every insert into the events table take the table's append lock, so
+/// that positions become visible in order whoever writes (evtstore's inserts included).
+const LOCK_TRIGGER: &str = "evt_lock";
+
+/// The trigger function (one per schema, shared by its events tables: the lock is keyed by the
+/// table's OID) and the statement-level `BEFORE INSERT` trigger. A statement trigger fires
+/// before the statement computes its rows, so before it takes positions from the sequence.
+fn lock_trigger(provider: &PostgresProvider) -> [(String, String); 2] {
+    let events = &provider.events;
+    let function = events.sibling("evt_lock_events");
+    [
+        (
+            format!("created the function {function} (the append lock of an events table)"),
+            format!(
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS \
+                 $evt$ BEGIN PERFORM pg_advisory_xact_lock({LOCK_CLASS}, TG_RELID::int4); \
+                 RETURN NULL; END $evt$"
+            ),
+        ),
+        (
+            format!(
+                "added the trigger `{LOCK_TRIGGER}` to `{}`: every insert takes evt's append lock",
+                events.given
+            ),
+            format!(
+                "CREATE TRIGGER {LOCK_TRIGGER} BEFORE INSERT ON {} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+                events.quoted
+            ),
+        ),
+    ]
 }
 
 fn stream_position_index(provider: &PostgresProvider) -> (String, String) {

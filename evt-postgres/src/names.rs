@@ -17,6 +17,8 @@ pub(crate) struct TableName {
     pub quoted: String,
     /// The last part, unquoted, to name indexes after.
     pub table: String,
+    /// The schema part, quoted, if the name has one.
+    schema: Option<String>,
 }
 
 impl TableName {
@@ -65,7 +67,17 @@ impl TableName {
             given: name.to_owned(),
             quoted,
             table: table.to_owned(),
+            schema: schema.map(|schema| format!("\"{schema}\"")),
         })
+    }
+
+    /// The quoted name of `object` (a function) in this table's schema, or unqualified (the
+    /// first schema of the search path) when the table's name has no schema.
+    pub fn sibling(&self, object: &str) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.\"{object}\""),
+            None => format!("\"{object}\""),
+        }
     }
 
     /// The quoted name of an index of this table: `"<table>_<suffix>"` (in the table's schema,

@@ -1,4 +1,5 @@
-//! What is particular to PostgreSQL: the tables, `jsonb`, names, and failures.
+//! What is particular to PostgreSQL: the tables (evtstore's, and earlier evt versions'), names,
+//! and failures.
 
 mod common;
 
@@ -12,7 +13,7 @@ fn event(data: serde_json::Value) -> NewEvent {
 }
 
 #[tokio::test]
-async fn events_are_jsonb_rows() {
+async fn events_are_evtstores_rows() {
     let provider = common::fresh(100).await;
     let snapshot = Snapshot {
         snapshot_version: "1".into(),
@@ -28,14 +29,18 @@ async fn events_are_jsonb_rows() {
 
     let events = provider.events_table_name();
     let rows = sqlx::query(&format!(
-        "SELECT version, event->>'type' AS type, event->>'noteText' AS note, snapshot \
+        "SELECT version, event::json->>'type' AS type, event::json->>'noteText' AS note, snapshot \
          FROM {events} ORDER BY position"
     ))
     .fetch_all(provider.pool())
     .await
     .unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].get::<i64, _>("version"), 1);
+    assert_eq!(
+        rows[0].get::<i32, _>("version"),
+        1,
+        "an integer, as evtstore's"
+    );
     assert_eq!(rows[0].get::<String, _>("type"), "noted");
     assert_eq!(
         rows[0].get::<Option<String>, _>("note").as_deref(),
@@ -51,6 +56,50 @@ async fn events_are_jsonb_rows() {
         snapshot,
         json!({"snapshotVersion": "1", "version": 2, "state": {"notes": 2}})
     );
+}
+
+/// Tables of earlier versions of evt (`version bigint`, `event json`) keep working: appends,
+/// loads and reads by position.
+#[tokio::test]
+async fn tables_of_earlier_versions_keep_working() {
+    let provider = common::fresh(100).await;
+    sqlx::query(&format!(
+        "ALTER TABLE {0} ALTER COLUMN event TYPE json USING event::json, \
+         ALTER COLUMN version TYPE bigint",
+        provider.events_table_name()
+    ))
+    .execute(provider.pool())
+    .await
+    .unwrap();
+    let stored = provider
+        .append(
+            "examples",
+            "a",
+            0,
+            &[
+                event(json!({"type": "noted", "n": 1})),
+                event(json!({"type": "noted"})),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored[1].meta.version, 2);
+    let conflict = provider
+        .append("examples", "a", 1, &[event(json!({"type": "noted"}))], None)
+        .await
+        .unwrap_err();
+    assert!(conflict.is_version_conflict(), "{conflict}");
+    let read = provider
+        .get_events_for("examples", "a", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(read, stored);
+    let page = provider
+        .get_events_from(&["examples"], 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(page, stored);
 }
 
 #[tokio::test]

@@ -1,0 +1,169 @@
+//! The real evtstore (12.0.1, from npm) for the interop tests: installed once per version of
+//! `tests/evtstore` into the target directory, run as `node STORE.js COMMAND TARGET ARGS...`
+//! (`tests/evtstore/department.js` says what each command does).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The files of `tests/evtstore` that an install holds.
+const FILES: [&str; 5] = [
+    "package.json",
+    "package-lock.json",
+    "department.js",
+    "mongo.js",
+    "postgres.js",
+];
+
+/// The folder where evtstore is installed: one per content of `tests/evtstore`, so a changed
+/// script or lock file gets a fresh install; tests in other processes wait for it.
+pub fn dir() -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/evtstore");
+    let mut hasher = DefaultHasher::new();
+    for file in FILES {
+        let content = std::fs::read(source.join(file))
+            .unwrap_or_else(|e| panic!("tests/evtstore/{file}: {e}"));
+        content.hash(&mut hasher);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("evtstore-node-{:016x}", hasher.finish()));
+    let done = dir.join("installed");
+    let lock = dir.with_extension("lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        if done.exists() {
+            return dir;
+        }
+        if std::fs::create_dir(&lock).is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another test has been installing evtstore for 10 minutes; if none runs, remove {}",
+            lock.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let install = || -> Result<(), String> {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for file in FILES {
+            std::fs::copy(source.join(file), dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("npm: {e} (Node 20 and npm are needed)"))?;
+        if !status.success() {
+            return Err(format!("npm ci in {} failed: {status}", dir.display()));
+        }
+        std::fs::write(&done, "").map_err(|e| e.to_string())
+    };
+    let installed = install();
+    let _ = std::fs::remove_dir(&lock);
+    installed.unwrap_or_else(|e| panic!("installing evtstore: {e}"));
+    dir
+}
+
+/// Runs `node STORE.js COMMAND TARGET ARGS...` and returns the JSON line it printed.
+pub fn run(store: &str, command: &str, target: &Value, args: &[&str]) -> Value {
+    let dir = dir();
+    let output = Command::new("node")
+        .arg(format!("{store}.js"))
+        .arg(command)
+        .arg(target.to_string())
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .expect("node (Node 20 is needed)");
+    assert!(
+        output.status.success(),
+        "evtstore {command} on {target} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "evtstore {command} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// [`run`] on a blocking thread, for tests that run evtstore beside evt.
+pub async fn run_async(
+    store: &'static str,
+    command: &'static str,
+    target: Value,
+    args: Vec<String>,
+) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(store, command, &target, &args)
+    })
+    .await
+    .unwrap()
+}
+
+/// Every department event a handler saw, as `id/version`.
+#[derive(Default)]
+pub struct Recorder {
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn record(&self, id: &str, meta: &evt::Meta) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{id}/{}", meta.version));
+    }
+}
+
+#[evt::projection(bookmark = "recorder", streams = ["departments"])]
+impl Recorder {
+    fn created(&self, id: &str, _: &crate::department::DepartmentCreated, meta: &evt::Meta) {
+        self.record(id, meta);
+    }
+
+    fn manager_added(
+        &self,
+        id: &str,
+        _: &crate::department::DepartmentManagerAdded,
+        meta: &evt::Meta,
+    ) {
+        self.record(id, meta);
+    }
+}
+
+/// Waits up to 30 s for the handler to have seen as many events as are `stored` (each
+/// `id/version`), then checks that it saw each exactly once.
+pub async fn assert_each_seen_once(handler: &evt::Handler<Recorder>, stored: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while handler.projection().seen().len() < stored.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler saw {} of {} events",
+            handler.projection().seen().len(),
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = handler.projection().seen();
+    let mut counts: std::collections::BTreeMap<&String, usize> = Default::default();
+    for event in &seen {
+        *counts.entry(event).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "seen more than once: {twice:?}");
+    let missed: Vec<_> = stored.iter().filter(|e| !counts.contains_key(e)).collect();
+    assert!(missed.is_empty(), "missed: {missed:?}");
+    let distinct: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no duplicate versions");
+}
