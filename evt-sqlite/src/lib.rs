@@ -36,6 +36,13 @@
 //! them: `event ->> '$.name'`. Timestamps are integer milliseconds since the epoch, which sort
 //! and compare as numbers; `datetime(timestamp / 1000, 'unixepoch')` shows one.
 //!
+//! # Moving from evtstore
+//!
+//! evtstore's `knex` provider on SQLite makes the same tables (its `datetime` timestamps are the
+//! same milliseconds). Point the provider at its file and tables and run
+//! [`SqliteProvider::migrate`]: it adds the `snapshot` column (evtstore never reads it) and says
+//! so. Both libraries can then write the same file at once.
+//!
 //! # Design: correct under concurrent writers, in one process or several
 //!
 //! [`SqliteProvider::open`] puts the file in WAL mode (readers never block the writer, nor it
@@ -472,30 +479,13 @@ impl SqliteProvider {
         &self.bookmarks
     }
 
-    /// Creates the tables and indexes. Idempotent: run it on every start. Concurrent calls, from
-    /// any process, are serialised by the write lock.
-    pub async fn migrate(&self) -> Result<(), Error> {
-        let (events, bookmarks) = (quoted(&self.events), quoted(&self.bookmarks));
-        let index = quoted(&format!("{}_stream_position", self.events));
-        let statements = [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {events} ( \
-                   position INTEGER PRIMARY KEY AUTOINCREMENT, \
-                   stream TEXT NOT NULL, \
-                   aggregate_id TEXT NOT NULL, \
-                   version INTEGER NOT NULL, \
-                   timestamp INTEGER NOT NULL, \
-                   event TEXT NOT NULL, \
-                   snapshot TEXT, \
-                   UNIQUE (stream, aggregate_id, version))"
-            ),
-            format!("CREATE INDEX IF NOT EXISTS {index} ON {events} (stream, position)"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {bookmarks} ( \
-                   bookmark TEXT PRIMARY KEY, \
-                   position INTEGER NOT NULL)"
-            ),
-        ];
+    /// Creates the tables, columns and indexes the provider needs, where missing, and returns
+    /// what it changed (empty when the file was up to date). Idempotent: run it on every start.
+    /// Concurrent calls, from any process, are serialised by the write lock.
+    ///
+    /// On a file that evtstore's `knex` provider made, it adds the `snapshot` column (which
+    /// evtstore never reads) and uses knex's `(stream, position)` index as it is.
+    pub async fn migrate(&self) -> Result<Vec<String>, Error> {
         let operation = || {
             format!(
                 "migrate the tables `{}` and `{}`",
@@ -507,18 +497,91 @@ impl SqliteProvider {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| failed(operation(), e))?;
-        for statement in &statements {
+        let changes = self
+            .plan(&mut transaction)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        for (_, statement) in &changes {
             sqlx::query(statement)
                 .execute(&mut *transaction)
                 .await
-                .map_err(|e| failed(operation(), e))?;
+                .map_err(|e| failed(format!("{}: `{statement}`", operation()), e))?;
         }
         transaction
             .commit()
             .await
             .map_err(|e| failed(operation(), e))?;
-        tracing::debug!(events = %self.events, bookmarks = %self.bookmarks, "migrated");
-        Ok(())
+        let changes: Vec<String> = changes.into_iter().map(|(change, _)| change).collect();
+        for change in &changes {
+            tracing::info!(change, "migrate");
+        }
+        Ok(changes)
+    }
+
+    /// What is missing, as (description, statement) pairs.
+    async fn plan(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let (events, bookmarks) = (quoted(&self.events), quoted(&self.bookmarks));
+        let mut changes = Vec::new();
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
+            .bind(&self.events)
+            .fetch_all(&mut *connection)
+            .await?;
+        if columns.is_empty() {
+            changes.push((
+                format!("created the table `{}`", self.events),
+                format!(
+                    "CREATE TABLE {events} ( \
+                       position INTEGER PRIMARY KEY AUTOINCREMENT, \
+                       stream TEXT NOT NULL, \
+                       aggregate_id TEXT NOT NULL, \
+                       version INTEGER NOT NULL, \
+                       timestamp INTEGER NOT NULL, \
+                       event TEXT NOT NULL, \
+                       snapshot TEXT, \
+                       UNIQUE (stream, aggregate_id, version))"
+                ),
+            ));
+        } else if !columns.iter().any(|column| column == "snapshot") {
+            changes.push((
+                format!("added the column `snapshot` to `{}`", self.events),
+                format!("ALTER TABLE {events} ADD COLUMN snapshot TEXT"),
+            ));
+        }
+        // Any index whose columns are `(stream, position)`, e.g. knex's unique one.
+        let indexed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) AS list \
+             WHERE (SELECT group_concat(name, ',') FROM \
+                      (SELECT name FROM pragma_index_info(list.name) ORDER BY seqno)) \
+                   = 'stream,position')",
+        )
+        .bind(&self.events)
+        .fetch_one(&mut *connection)
+        .await?;
+        if !indexed {
+            let index = quoted(&format!("{}_stream_position", self.events));
+            changes.push((
+                format!("created the index on `{}` (stream, position)", self.events),
+                format!("CREATE INDEX {index} ON {events} (stream, position)"),
+            ));
+        }
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)",
+        )
+        .bind(&self.bookmarks)
+        .fetch_one(&mut *connection)
+        .await?;
+        if !exists {
+            changes.push((
+                format!("created the table `{}`", self.bookmarks),
+                format!(
+                    "CREATE TABLE {bookmarks} (bookmark TEXT PRIMARY KEY, position INTEGER NOT NULL)"
+                ),
+            ));
+        }
+        Ok(changes)
     }
 
     async fn fetch_events<'q>(

@@ -10,12 +10,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// The files of `tests/evtstore` that an install holds.
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
     "package.json",
     "package-lock.json",
     "department.js",
     "mongo.js",
     "postgres.js",
+    "sqlite.js",
 ];
 
 /// The folder where evtstore is installed: one per content of `tests/evtstore`, so a changed
@@ -52,9 +53,15 @@ pub fn dir() -> PathBuf {
         for file in FILES {
             std::fs::copy(source.join(file), dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
         }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir);
+        // `sqlite3` builds its native module with node-gyp when no prebuilt one can be
+        // downloaded: point it at this Node's own headers rather than nodejs.org.
+        if let Some(prefix) = node_prefix() {
+            npm.env("npm_config_nodedir", prefix);
+        }
+        let status = npm
             .status()
             .map_err(|e| format!("npm: {e} (Node 20 and npm are needed)"))?;
         if !status.success() {
@@ -66,6 +73,24 @@ pub fn dir() -> PathBuf {
     let _ = std::fs::remove_dir(&lock);
     installed.unwrap_or_else(|e| panic!("installing evtstore: {e}"));
     dir
+}
+
+/// The installation prefix of `node` if it holds Node's C headers (`include/node/node.h`).
+fn node_prefix() -> Option<PathBuf> {
+    let output = Command::new("node")
+        .args(["-p", "process.execPath"])
+        .output()
+        .ok()?;
+    let exec = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+    let prefix = std::fs::canonicalize(exec)
+        .ok()?
+        .parent()?
+        .parent()?
+        .to_path_buf();
+    prefix
+        .join("include/node/node.h")
+        .exists()
+        .then_some(prefix)
 }
 
 /// Runs `node STORE.js COMMAND TARGET ARGS...` and returns the JSON line it printed.

@@ -1,0 +1,332 @@
+//! evt and the real evtstore (12.0.1, its `knex` provider on the `sqlite3` driver) on the same
+//! SQLite file: each reads and writes what the other wrote, and both write at once without a
+//! handler skipping anything.
+//!
+//! Needs Node 20 with npm: the first test installs `tests/evtstore` into the target directory
+//! (`common/evtstore.rs`; `sqlite3` builds its native module there).
+
+#[path = "../examples/departments/department.rs"]
+#[allow(dead_code)]
+mod department;
+#[path = "../examples/departments/projection.rs"]
+#[allow(dead_code)]
+mod projection;
+#[path = "../examples/departments/read_model.rs"]
+#[allow(dead_code)]
+mod read_model;
+
+mod common;
+#[path = "common/evtstore.rs"]
+mod evtstore;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use evt::{Domain, Meta, Provider, projection};
+use evt_sqlite::SqliteProvider;
+use serde_json::{Value, json};
+
+use common::{create, manager};
+use department::{
+    Department, DepartmentCommands, DepartmentCreated, DepartmentEvent, DepartmentManagerAdded,
+};
+use projection::DepartmentsModel;
+use read_model::ReadModel;
+
+/// A fresh SQLite file with mixed-case table names.
+struct Tables {
+    path: std::path::PathBuf,
+    events: String,
+    bookmarks: String,
+}
+
+impl Tables {
+    async fn fresh(name: &str) -> Tables {
+        let micros = evt::chrono::Utc::now().timestamp_micros();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "evt_interop_{name}_{}_{micros}.db",
+            std::process::id()
+        ));
+        Tables {
+            path,
+            events: "DeptEvents".to_owned(),
+            bookmarks: "DeptBookmarks".to_owned(),
+        }
+    }
+
+    /// What `sqlite.js` opens.
+    fn target(&self) -> Value {
+        json!({"path": self.path, "events": self.events, "bookmarks": self.bookmarks})
+    }
+
+    async fn provider(&self) -> SqliteProvider {
+        SqliteProvider::open(&self.path)
+            .await
+            .unwrap()
+            .events_table(&self.events)
+            .unwrap()
+            .bookmarks_table(&self.bookmarks)
+            .unwrap()
+    }
+
+    /// Every stored department event, as `id/version`.
+    async fn stored(&self, provider: &SqliteProvider) -> Vec<String> {
+        let rows: Vec<(String, i64)> = evt_sqlite::sqlx::query_as(&format!(
+            "SELECT aggregate_id, version FROM \"{}\" WHERE stream = 'departments'",
+            self.events
+        ))
+        .fetch_all(provider.pool())
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(id, version)| format!("{id}/{version}"))
+            .collect()
+    }
+
+    /// Removes the file (closing `provider`'s connections first).
+    async fn drop(&self, provider: SqliteProvider) {
+        provider.pool().close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A projection that goes on from where evtstore's handler (`write` in `department.js`) stopped:
+/// the bookmark it stored.
+#[derive(Default)]
+struct AfterEvtstore {
+    seen: Mutex<Vec<String>>,
+}
+
+#[projection(bookmark = "evtstore-model", streams = ["departments"])]
+impl AfterEvtstore {
+    fn created(&self, id: &str, _: &DepartmentCreated, meta: &Meta) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{id}/{}", meta.version));
+    }
+
+    fn manager_added(&self, id: &str, _: &DepartmentManagerAdded, meta: &Meta) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{id}/{}", meta.version));
+    }
+}
+
+/// What `migrate` adds to a file evtstore's `knex` provider made: the snapshot column (knex's
+/// `(stream, position)` index serves as it is).
+fn assert_completes_evtstores_tables(changes: &[String]) {
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].contains("`snapshot`"), "{changes:?}");
+}
+
+/// The conformance suite on a file that evtstore's `knex` provider created (its `migrate`) and
+/// wrote to (the guide's departments, beside the suite's streams), completed by evt's `migrate`.
+mod conformance_on_an_evtstore_file {
+    use std::sync::Arc;
+
+    use evt::Provider;
+
+    evt_core::provider_tests!(|limit: usize| async move {
+        let tables = super::Tables::fresh("conformance").await;
+        super::evtstore::run_async(
+            "sqlite",
+            "write",
+            tables.target(),
+            vec!["2".into(), "1".into()],
+        )
+        .await;
+        let provider = tables.provider().await.limit(limit);
+        super::assert_completes_evtstores_tables(&provider.migrate().await.unwrap());
+        Arc::new(provider) as Arc<dyn Provider>
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evt_reads_and_writes_a_file_evtstore_made() {
+    let tables = Tables::fresh("made_by_knex").await;
+    let written = evtstore::run("sqlite", "write", &tables.target(), &["5", "3"]);
+    assert_eq!(written["handled"], 20, "{written}");
+
+    let provider = tables.provider().await;
+    assert_completes_evtstores_tables(&provider.migrate().await.unwrap());
+    assert!(provider.migrate().await.unwrap().is_empty(), "idempotent");
+    // evtstore's bookmark, at evtstore's position.
+    let bookmark = provider.get_position("evtstore-model").await.unwrap();
+    assert_eq!(bookmark, written["position"].as_u64());
+
+    let domain = Domain::new(provider.clone());
+    let commands = DepartmentCommands::new(&domain);
+    let loaded = domain.load::<Department>("dept-0").await.unwrap();
+    assert_eq!((loaded.version, loaded.managers.len()), (4, 3));
+    let added = commands
+        .add_manager("dept-0", manager("+1000"))
+        .await
+        .unwrap();
+    assert_eq!(added.version, 5);
+
+    // A new evt projection sees every event evtstore wrote, and evt's; one resuming from
+    // evtstore's own bookmark sees only evt's.
+    let model = domain.handler(DepartmentsModel::new(ReadModel::memory()));
+    assert_eq!(model.run_once().await.unwrap(), 21);
+    let first = model.projection().get_by_id("dept-0").await.unwrap();
+    assert_eq!(first.unwrap().managers.len(), 4);
+    let resumed = domain.handler(AfterEvtstore::default());
+    assert_eq!(resumed.run_once().await.unwrap(), 1);
+    assert_eq!(*resumed.projection().seen.lock().unwrap(), ["dept-0/5"]);
+
+    // evtstore, again: its handler, loads and commands on what evt added.
+    let read = evtstore::run("sqlite", "read", &tables.target(), &["dept-0", "dept-1"]);
+    assert_eq!(read["handled"], 21, "{read}");
+    assert_eq!(read["aggregates"]["dept-0"]["version"], 5, "{read}");
+    assert_eq!(read["after"]["dept-0"], 6, "{read}");
+    let loaded = domain.load::<Department>("dept-0").await.unwrap();
+    assert_eq!(loaded.version, 6);
+    assert_eq!(model.run_once().await.unwrap(), 2);
+    tables.drop(provider).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evtstore_reads_and_writes_a_file_evt_made() {
+    let tables = Tables::fresh("made_by_evt").await;
+    let provider = tables.provider().await;
+    provider.migrate().await.unwrap();
+    let domain = Domain::new(provider.clone());
+    let commands = DepartmentCommands::new(&domain);
+    for d in 0..3 {
+        let id = format!("dept-{d}");
+        commands
+            .create(&id, create(&format!("Department {d}")))
+            .await
+            .unwrap();
+        for m in 0..2 {
+            commands
+                .add_manager(&id, manager(&format!("+1{d}{m}")))
+                .await
+                .unwrap();
+        }
+    }
+    let recorder = domain.handler(evtstore::Recorder::default());
+    assert_eq!(recorder.run_once().await.unwrap(), 9);
+
+    // evtstore's migrate leaves evt's tables alone; its handler, loads and commands work on
+    // them.
+    let read = evtstore::run("sqlite", "read", &tables.target(), &["dept-0", "dept-2"]);
+    assert_eq!(read["handled"], 9, "{read}");
+    assert_eq!(read["aggregates"]["dept-0"]["version"], 3, "{read}");
+    assert_eq!(
+        read["aggregates"]["dept-0"]["managers"],
+        json!(["+100", "+101"])
+    );
+    assert_eq!(read["after"]["dept-2"], 4, "{read}");
+
+    // And evt reads what evtstore added.
+    assert_eq!(
+        domain.load::<Department>("dept-2").await.unwrap().version,
+        4
+    );
+    assert_eq!(recorder.run_once().await.unwrap(), 2);
+    tables.drop(provider).await;
+}
+
+/// evt's and evtstore's writers on the same departments at once (4 + 4 on 3 departments, 10 s),
+/// an evt handler started during the run: no duplicate versions, conflicts on both sides, every
+/// event seen once, evtstore's included (SQLite has one writer at a time, so positions commit in
+/// order whoever writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
+    const SECONDS: u64 = 10;
+    const EVT_WRITERS: usize = 4;
+    let ids = ["dept-a", "dept-b", "dept-c"];
+    let tables = Tables::fresh("both").await;
+    evtstore::dir();
+    let provider = tables.provider().await;
+    provider.migrate().await.unwrap();
+    let domain = Domain::new(provider.clone());
+    let commands = DepartmentCommands::new(&domain);
+    for id in ids {
+        commands.create(id, create(id)).await.unwrap();
+    }
+
+    // evtstore's writers: 2 in each of two Node processes.
+    let mut node = Vec::new();
+    for _ in 0..2 {
+        let mut args = vec![SECONDS.to_string(), "2".to_owned()];
+        args.extend(ids.iter().map(|id| (*id).to_owned()));
+        node.push(tokio::spawn(evtstore::run_async(
+            "sqlite",
+            "race",
+            tables.target(),
+            args,
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(SECONDS);
+    let mut writers = Vec::new();
+    for writer in 0..EVT_WRITERS {
+        let domain = domain.clone();
+        writers.push(tokio::spawn(async move {
+            let (mut ok, mut conflicts) = (0_u64, 0_u64);
+            let mut n = 0;
+            while tokio::time::Instant::now() < deadline {
+                let id = ids[(writer + n) % ids.len()];
+                n += 1;
+                let department = domain.load::<Department>(id).await.unwrap();
+                let event = DepartmentEvent::from(DepartmentManagerAdded {
+                    user_phone: format!("+1888-{writer}-{n}"),
+                    performed_by: None,
+                });
+                match domain.append(department, vec![event]).await {
+                    Ok(_) => ok += 1,
+                    Err(error) if error.is_version_conflict() => conflicts += 1,
+                    Err(error) => panic!("evt writer {writer}: {error}"),
+                }
+            }
+            (ok, conflicts)
+        }));
+    }
+    // The handler starts during the run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let handler = domain.handler(evtstore::Recorder::default());
+    handler.start();
+
+    let (mut evt_ok, mut evt_conflicts) = (0, 0);
+    for writer in writers {
+        let (ok, conflicts) = writer.await.unwrap();
+        evt_ok += ok;
+        evt_conflicts += conflicts;
+    }
+    let (mut evtstore_ok, mut evtstore_conflicts) = (0, 0);
+    for process in node {
+        let counts = process.await.unwrap();
+        assert_eq!(counts["failed"], 0, "{counts}");
+        evtstore_ok += counts["ok"].as_u64().unwrap();
+        evtstore_conflicts += counts["conflicts"].as_u64().unwrap();
+    }
+    let stored = tables.stored(&provider).await;
+    assert_eq!(
+        stored.len() as u64,
+        ids.len() as u64 + evt_ok + evtstore_ok,
+        "every acknowledged command stored once"
+    );
+    assert!(
+        evt_ok > 0 && evtstore_ok > 0,
+        "both wrote: evt {evt_ok}, evtstore {evtstore_ok}"
+    );
+    assert!(
+        evt_conflicts > 0 && evtstore_conflicts > 0,
+        "conflicts on both sides: evt {evt_conflicts}, evtstore {evtstore_conflicts}"
+    );
+    evtstore::assert_each_seen_once(&handler, &stored).await;
+    handler.stop().await;
+    eprintln!(
+        "evt: {evt_ok} appended, {evt_conflicts} conflicts; evtstore: {evtstore_ok} appended, \
+         {evtstore_conflicts} conflicts; the handler saw each of {} events once",
+        stored.len()
+    );
+    tables.drop(provider).await;
+}
