@@ -49,7 +49,9 @@
 //! answer; a lone writer sends each insert at once, alone.
 //! Several events: one transaction, all or none, which also checks the aggregate's version.
 //! Transient errors and network errors are retried with the same `appendId`. An aggregate loads
-//! in one query ([`Provider::events_for`]), its results streamed by the driver's cursor.
+//! in one query ([`Provider::events_for`]), its results streamed by the driver's cursor; loads
+//! from the first event that arrive while another load is on its way go together, as one query
+//! of `aggregateId: {$in: [...]}` per stream, each load getting its own events.
 //!
 //! # Handlers: change streams, nothing skipped
 //!
@@ -138,7 +140,7 @@ pub use mongodb;
 use crate::append::Append;
 use crate::documents::{read_position, stored_event, timestamp};
 use crate::feed::{Tails, token_bson, token_text};
-use crate::group::InsertGroup;
+use crate::group::{InsertGroup, LoadGroup};
 
 /// The page size unless [`MongoProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -162,6 +164,8 @@ pub struct MongoProvider {
     tails: Tails,
     /// One-event appends, sent together when they arrive together.
     inserts: Arc<InsertGroup>,
+    /// Aggregate loads, read together when they arrive together.
+    loads: Arc<LoadGroup>,
 }
 
 /// The write concern of appends unless [`MongoProvider::write_concern`] says otherwise: a majority
@@ -193,6 +197,7 @@ impl MongoProvider {
             watching: Arc::default(),
             tails: Tails::default(),
             inserts: InsertGroup::new(database.collection("events"), durable_write_concern()),
+            loads: LoadGroup::new(database.collection("events")),
         }
     }
 
@@ -214,6 +219,7 @@ impl MongoProvider {
     pub fn events_collection(mut self, name: &str) -> Self {
         self.events = self.database.collection(name);
         self.inserts = InsertGroup::new(self.events.clone(), self.write_concern.clone());
+        self.loads = LoadGroup::new(self.events.clone());
         self
     }
 
@@ -421,27 +427,26 @@ impl Provider for MongoProvider {
         let operation = move || {
             format!("read events of `{stream}/{aggregate_id}` after version {after_version}")
         };
-        let find = self
-            .events
-            .find(doc! {
-                "stream": stream,
-                "aggregateId": aggregate_id,
-                "version": {"$gt": after_version as i64},
-            })
-            .sort(doc! {"version": 1})
-            // No projection: events after the version loaded rarely carry a snapshot, and
-            // leaving fields out costs the SecantusDB server more than sending them.
-            .batch_size(u32::try_from(self.limit).unwrap_or(u32::MAX));
-        futures_util::stream::once(find.into_future())
-            .map(move |cursor| cursor.map_err(|e| failed(operation(), e)))
-            .map_ok(move |cursor| {
-                cursor.map(move |document| {
-                    let document = document.map_err(|e| failed(operation(), e))?;
-                    stored_event(&document).map(Arc::new)
-                })
-            })
-            .try_flatten()
-            .boxed()
+        // Through the load group: loads that arrive together are one query (see `group.rs`).
+        let received = self.loads.load(stream, aggregate_id, after_version);
+        futures_util::stream::unfold(Some(received), move |received| async move {
+            let mut received = received?;
+            match received.recv().await {
+                Some(Ok(Some(document))) => {
+                    Some((stored_event(&document).map(Arc::new), Some(received)))
+                }
+                Some(Ok(None)) => None,
+                Some(Err(error)) => Some((Err(failed(operation(), error)), None)),
+                None => Some((
+                    Err(Error::provider(
+                        operation(),
+                        "the load was abandoned (its runtime shut down)",
+                    )),
+                    None,
+                )),
+            }
+        })
+        .boxed()
     }
 
     async fn get_last_event_for(

@@ -310,3 +310,68 @@ async fn appends_sent_together_keep_their_own_answers() {
     let versions: Vec<u64> = shared.iter().map(|e| e.meta.version).collect();
     assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
+
+/// Loads that arrive together are read together (one query per stream for loads from the first
+/// event); each gets exactly its own aggregate's events after its own version, by version: the
+/// same aggregate twice, one after a version, another stream, one without events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loads_read_together_get_their_own_events() {
+    let provider = common::fresh(100).await;
+    for (stream, id, count) in [("s", "a", 5_u64), ("s", "b", 3), ("t", "a", 4)] {
+        let events: Vec<NewEvent> = (0..count)
+            .map(|n| event(json!({"type": "noted", "n": n})))
+            .collect();
+        provider
+            .append_only(stream, id, 0, &events, None)
+            .await
+            .unwrap();
+    }
+    let loads = [
+        ("s", "a", 0_u64),
+        ("s", "a", 0),
+        ("s", "b", 0),
+        ("s", "a", 3),
+        ("t", "a", 0),
+        ("s", "none", 0),
+    ];
+    for round in 0..10 {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(loads.len()));
+        let tasks: Vec<_> = loads
+            .iter()
+            .map(|&(stream, id, after)| {
+                let (provider, barrier) = (provider.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let events: Vec<_> = provider
+                        .events_for(stream, id, after)
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    events
+                        .iter()
+                        .map(|e| {
+                            (
+                                e.meta.stream.clone(),
+                                e.meta.aggregate_id.clone(),
+                                e.meta.version,
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for (task, &(stream, id, after)) in tasks.into_iter().zip(&loads) {
+            let got = task.await.unwrap();
+            let count = match (stream, id) {
+                ("s", "a") => 5,
+                ("s", "b") => 3,
+                ("t", "a") => 4,
+                _ => 0,
+            };
+            let expected: Vec<_> = (after + 1..=count)
+                .map(|version| (stream.to_owned(), id.to_owned(), version))
+                .collect();
+            assert_eq!(got, expected, "round {round}: {stream}/{id} after {after}");
+        }
+    }
+}
