@@ -18,9 +18,6 @@ mod common;
 #[path = "common/evtstore.rs"]
 mod evtstore;
 
-use std::collections::HashSet;
-use std::time::Duration;
-
 use evt::{Domain, Provider};
 use evt_mongo::MongoProvider;
 use evt_mongo::mongodb::Database;
@@ -28,7 +25,7 @@ use evt_mongo::mongodb::bson::{Document, doc};
 use serde_json::Value;
 
 use common::{create, manager};
-use department::{Department, DepartmentCommands, DepartmentEvent, DepartmentManagerAdded};
+use department::{Department, DepartmentCommands};
 use projection::DepartmentsModel;
 use read_model::ReadModel;
 
@@ -210,94 +207,19 @@ async fn evtstore_reads_and_writes_a_store_evt_made() {
 /// during the run: no duplicate versions, conflicts on both sides, every event seen once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
-    const SECONDS: u64 = 10;
-    const EVT_WRITERS: usize = 16;
-    const EVTSTORE_WRITERS: usize = 16;
     let ids = ["dept-a", "dept-b", "dept-c"];
     let database = fresh_database("both").await;
     evtstore::dir();
     let provider = MongoProvider::new(&database);
     provider.migrate().await.unwrap();
     let domain = Domain::new(provider);
-    let commands = DepartmentCommands::new(&domain);
-    for id in ids {
-        commands.create(id, create(id)).await.unwrap();
+    evtstore::Race {
+        seconds: 10,
+        evt_writers: 16,
+        evtstore: vec![("mongo", target(&database)), ("mongo", target(&database))],
+        evtstore_writers: 8,
     }
-
-    let mut node = Vec::new();
-    // Two Node processes of evtstore writers.
-    for _ in 0..2 {
-        let mut args = vec![SECONDS.to_string(), (EVTSTORE_WRITERS / 2).to_string()];
-        args.extend(ids.iter().map(|id| (*id).to_owned()));
-        node.push(tokio::spawn(evtstore_async("race", database.clone(), args)));
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(SECONDS);
-    let mut writers = Vec::new();
-    for writer in 0..EVT_WRITERS {
-        let domain = domain.clone();
-        writers.push(tokio::spawn(async move {
-            let (mut ok, mut conflicts) = (0_u32, 0_u32);
-            let mut n = 0;
-            while tokio::time::Instant::now() < deadline {
-                let id = ids[(writer + n) % ids.len()];
-                n += 1;
-                let department = domain.load::<Department>(id).await.unwrap();
-                let event = DepartmentEvent::from(DepartmentManagerAdded {
-                    user_phone: format!("+1888-{writer}-{n}"),
-                    performed_by: None,
-                });
-                match domain.append(department, vec![event]).await {
-                    Ok(_) => ok += 1,
-                    Err(error) if error.is_version_conflict() => conflicts += 1,
-                    Err(error) => panic!("evt writer {writer}: {error}"),
-                }
-            }
-            (ok, conflicts)
-        }));
-    }
-    // The handler starts during the run.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let handler = domain.handler(evtstore::Recorder::default());
-    handler.start();
-
-    let (mut evt_ok, mut evt_conflicts) = (0, 0);
-    for writer in writers {
-        let (ok, conflicts) = writer.await.unwrap();
-        evt_ok += ok;
-        evt_conflicts += conflicts;
-    }
-    let (mut evtstore_ok, mut evtstore_conflicts) = (0, 0);
-    for process in node {
-        let counts = process.await.unwrap();
-        assert_eq!(counts["failed"], 0, "{counts}");
-        evtstore_ok += counts["ok"].as_u64().unwrap();
-        evtstore_conflicts += counts["conflicts"].as_u64().unwrap();
-    }
-    let stored = stored(&database).await;
-    assert_eq!(
-        stored.len() as u64,
-        ids.len() as u64 + u64::from(evt_ok) + evtstore_ok,
-        "every acknowledged command stored once"
-    );
-    let distinct: HashSet<&String> = stored.iter().collect();
-    assert_eq!(distinct.len(), stored.len(), "no duplicate versions");
-    assert!(
-        evt_ok > 0 && evtstore_ok > 0,
-        "both wrote: evt {evt_ok}, evtstore {evtstore_ok}"
-    );
-    assert!(
-        evt_conflicts > 0 && evtstore_conflicts > 0,
-        "conflicts on both sides: evt {evt_conflicts}, evtstore {evtstore_conflicts}"
-    );
-
-    evtstore::assert_each_seen_once(&handler, &stored).await;
-    handler.stop().await;
-    let seen = handler.projection().seen();
-    eprintln!(
-        "evt: {evt_ok} appended, {evt_conflicts} conflicts; evtstore: {evtstore_ok} appended, \
-         {evtstore_conflicts} conflicts; the handler saw {} of {} events, each once",
-        seen.len(),
-        stored.len()
-    );
+    .run(&domain, ids, || stored(&database))
+    .await;
     database.drop().await.unwrap();
 }

@@ -20,16 +20,13 @@ mod common;
 mod evtstore;
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use evt::{Domain, Meta, Provider, projection};
 use evt_sqlite::SqliteProvider;
 use serde_json::{Value, json};
 
 use common::{create, manager};
-use department::{
-    Department, DepartmentCommands, DepartmentCreated, DepartmentEvent, DepartmentManagerAdded,
-};
+use department::{Department, DepartmentCommands, DepartmentCreated, DepartmentManagerAdded};
 use projection::DepartmentsModel;
 use read_model::ReadModel;
 
@@ -240,93 +237,19 @@ async fn evtstore_reads_and_writes_a_file_evt_made() {
 /// order whoever writes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_libraries_write_at_once_and_the_handler_skips_nothing() {
-    const SECONDS: u64 = 10;
-    const EVT_WRITERS: usize = 4;
     let ids = ["dept-a", "dept-b", "dept-c"];
     let tables = Tables::fresh("both").await;
     evtstore::dir();
     let provider = tables.provider().await;
     provider.migrate().await.unwrap();
     let domain = Domain::new(provider.clone());
-    let commands = DepartmentCommands::new(&domain);
-    for id in ids {
-        commands.create(id, create(id)).await.unwrap();
+    evtstore::Race {
+        seconds: 10,
+        evt_writers: 4,
+        evtstore: vec![("sqlite", tables.target()), ("sqlite", tables.target())],
+        evtstore_writers: 2,
     }
-
-    // evtstore's writers: 2 in each of two Node processes.
-    let mut node = Vec::new();
-    for _ in 0..2 {
-        let mut args = vec![SECONDS.to_string(), "2".to_owned()];
-        args.extend(ids.iter().map(|id| (*id).to_owned()));
-        node.push(tokio::spawn(evtstore::run_async(
-            "sqlite",
-            "race",
-            tables.target(),
-            args,
-        )));
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(SECONDS);
-    let mut writers = Vec::new();
-    for writer in 0..EVT_WRITERS {
-        let domain = domain.clone();
-        writers.push(tokio::spawn(async move {
-            let (mut ok, mut conflicts) = (0_u64, 0_u64);
-            let mut n = 0;
-            while tokio::time::Instant::now() < deadline {
-                let id = ids[(writer + n) % ids.len()];
-                n += 1;
-                let department = domain.load::<Department>(id).await.unwrap();
-                let event = DepartmentEvent::from(DepartmentManagerAdded {
-                    user_phone: format!("+1888-{writer}-{n}"),
-                    performed_by: None,
-                });
-                match domain.append(department, vec![event]).await {
-                    Ok(_) => ok += 1,
-                    Err(error) if error.is_version_conflict() => conflicts += 1,
-                    Err(error) => panic!("evt writer {writer}: {error}"),
-                }
-            }
-            (ok, conflicts)
-        }));
-    }
-    // The handler starts during the run.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let handler = domain.handler(evtstore::Recorder::default());
-    handler.start();
-
-    let (mut evt_ok, mut evt_conflicts) = (0, 0);
-    for writer in writers {
-        let (ok, conflicts) = writer.await.unwrap();
-        evt_ok += ok;
-        evt_conflicts += conflicts;
-    }
-    let (mut evtstore_ok, mut evtstore_conflicts) = (0, 0);
-    for process in node {
-        let counts = process.await.unwrap();
-        assert_eq!(counts["failed"], 0, "{counts}");
-        evtstore_ok += counts["ok"].as_u64().unwrap();
-        evtstore_conflicts += counts["conflicts"].as_u64().unwrap();
-    }
-    let stored = tables.stored(&provider).await;
-    assert_eq!(
-        stored.len() as u64,
-        ids.len() as u64 + evt_ok + evtstore_ok,
-        "every acknowledged command stored once"
-    );
-    assert!(
-        evt_ok > 0 && evtstore_ok > 0,
-        "both wrote: evt {evt_ok}, evtstore {evtstore_ok}"
-    );
-    assert!(
-        evt_conflicts > 0 && evtstore_conflicts > 0,
-        "conflicts on both sides: evt {evt_conflicts}, evtstore {evtstore_conflicts}"
-    );
-    evtstore::assert_each_seen_once(&handler, &stored).await;
-    handler.stop().await;
-    eprintln!(
-        "evt: {evt_ok} appended, {evt_conflicts} conflicts; evtstore: {evtstore_ok} appended, \
-         {evtstore_conflicts} conflicts; the handler saw each of {} events once",
-        stored.len()
-    );
+    .run(&domain, ids, || tables.stored(&provider))
+    .await;
     tables.drop(provider).await;
 }

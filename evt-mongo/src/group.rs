@@ -248,9 +248,17 @@ fn refused(error: Error) -> Refused {
 // ---------------------------------------------------------------------------------------------
 // Loads
 
-/// What a load receives: each event document, then `None` once the load is complete (a channel
-/// that closes before it was abandoned with its batch).
-pub(crate) type Loaded = Result<Option<Document>, Error>;
+/// What a load receives: its event documents in chunks, then `End` (a channel that closes
+/// before `End` was abandoned with its batch).
+pub(crate) enum Loaded {
+    Events(Vec<Document>),
+    End,
+    Failed(Error),
+}
+
+/// Documents go to a load in chunks of this many, so that the load's task is woken once a chunk
+/// rather than once a document.
+const CHUNK: usize = 128;
 
 /// The aggregate loads of one events collection.
 pub(crate) struct LoadGroup {
@@ -262,8 +270,30 @@ struct PendingLoad {
     stream: String,
     aggregate_id: String,
     after_version: u64,
-    /// The aggregate's event documents after `after_version`, by version, then `None`.
+    /// The aggregate's event documents after `after_version`, by version, then `End`.
     events: mpsc::UnboundedSender<Loaded>,
+    /// Documents not sent yet.
+    chunk: Mutex<Vec<Document>>,
+}
+
+impl PendingLoad {
+    /// Adds `document` to the chunk; sends the chunk when full.
+    fn push(&self, document: Document) {
+        let mut chunk = self.chunk.lock().unwrap_or_else(PoisonError::into_inner);
+        chunk.push(document);
+        if chunk.len() >= CHUNK {
+            let _ = self.events.send(Loaded::Events(mem::take(&mut *chunk)));
+        }
+    }
+
+    /// Sends what is left, then `outcome`.
+    fn finish(&self, outcome: Loaded) {
+        let chunk = mem::take(&mut *self.chunk.lock().unwrap_or_else(PoisonError::into_inner));
+        if !chunk.is_empty() {
+            let _ = self.events.send(Loaded::Events(chunk));
+        }
+        let _ = self.events.send(outcome);
+    }
 }
 
 impl std::fmt::Debug for LoadGroup {
@@ -282,8 +312,8 @@ impl LoadGroup {
         })
     }
 
-    /// The event documents of one aggregate after `after_version`, by version, then `None`,
-    /// read alone or with the loads that wait beside it.
+    /// The event documents of one aggregate after `after_version`, by version, then `End`, read
+    /// alone or with the loads that wait beside it.
     pub(crate) fn load(
         self: &Arc<Self>,
         stream: &str,
@@ -296,6 +326,7 @@ impl LoadGroup {
             aggregate_id: aggregate_id.to_owned(),
             after_version,
             events,
+            chunk: Mutex::default(),
         };
         let group = self.clone();
         self.batcher.submit(request, move |batch| {
@@ -365,7 +396,7 @@ impl LoadGroup {
             Ok(cursor) => cursor,
             Err(error) => {
                 for load in batch {
-                    let _ = load.events.send(Err(error.clone()));
+                    load.finish(Loaded::Failed(error.clone()));
                 }
                 return;
             }
@@ -375,7 +406,7 @@ impl LoadGroup {
                 Ok(document) => document,
                 Err(error) => {
                     for load in batch {
-                        let _ = load.events.send(Err(error.clone()));
+                        load.finish(Loaded::Failed(error.clone()));
                     }
                     return;
                 }
@@ -392,13 +423,13 @@ impl LoadGroup {
             // Usually one load; the same aggregate loaded twice gets a copy each.
             if let Some(first) = wanted.next() {
                 for load in wanted {
-                    let _ = load.events.send(Ok(Some(document.clone())));
+                    load.push(document.clone());
                 }
-                let _ = first.events.send(Ok(Some(document)));
+                first.push(document);
             }
         }
         for load in batch {
-            let _ = load.events.send(Ok(None));
+            load.finish(Loaded::End);
         }
     }
 }

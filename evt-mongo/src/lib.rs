@@ -140,7 +140,7 @@ pub use mongodb;
 use crate::append::Append;
 use crate::documents::{read_position, stored_event, timestamp};
 use crate::feed::{Tails, token_bson, token_text};
-use crate::group::{InsertGroup, LoadGroup};
+use crate::group::{InsertGroup, LoadGroup, Loaded};
 
 /// The page size unless [`MongoProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -429,24 +429,29 @@ impl Provider for MongoProvider {
         };
         // Through the load group: loads that arrive together are one query (see `group.rs`).
         let received = self.loads.load(stream, aggregate_id, after_version);
-        futures_util::stream::unfold(Some(received), move |received| async move {
+        let chunks = futures_util::stream::unfold(Some(received), move |received| async move {
             let mut received = received?;
-            match received.recv().await {
-                Some(Ok(Some(document))) => {
-                    Some((stored_event(&document).map(Arc::new), Some(received)))
+            let (chunk, next) = match received.recv().await {
+                Some(Loaded::Events(documents)) => {
+                    let events = documents
+                        .iter()
+                        .map(|document| stored_event(document).map(Arc::new))
+                        .collect();
+                    (events, Some(received))
                 }
-                Some(Ok(None)) => None,
-                Some(Err(error)) => Some((Err(failed(operation(), error)), None)),
-                None => Some((
-                    Err(Error::provider(
+                Some(Loaded::End) => return None,
+                Some(Loaded::Failed(error)) => (vec![Err(failed(operation(), error))], None),
+                None => (
+                    vec![Err(Error::provider(
                         operation(),
                         "the load was abandoned (its runtime shut down)",
-                    )),
+                    ))],
                     None,
-                )),
-            }
-        })
-        .boxed()
+                ),
+            };
+            Some((futures_util::stream::iter(chunk), next))
+        });
+        chunks.flatten().boxed()
     }
 
     async fn get_last_event_for(

@@ -192,3 +192,105 @@ pub async fn assert_each_seen_once(handler: &evt::Handler<Recorder>, stored: &[S
     let distinct: std::collections::HashSet<&String> = stored.iter().collect();
     assert_eq!(distinct.len(), stored.len(), "no duplicate versions");
 }
+
+/// How many writers of each library race, and for how long.
+pub struct Race {
+    pub seconds: u64,
+    pub evt_writers: usize,
+    /// One Node process of evtstore writers per target (store script, target).
+    pub evtstore: Vec<(&'static str, Value)>,
+    /// Writers in each Node process.
+    pub evtstore_writers: usize,
+}
+
+impl Race {
+    /// Creates the departments `ids`, then runs evt's and evtstore's writers on them at once,
+    /// with an evt handler started 2 s in. Checks with `stored` (every stored department event,
+    /// `id/version`) that every acknowledged command was stored once, without duplicate
+    /// versions, that both libraries wrote and saw conflicts, and that the handler saw every
+    /// event exactly once.
+    pub async fn run<F, Fut>(self, domain: &evt::Domain, ids: [&'static str; 3], stored: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Vec<String>>,
+    {
+        use crate::department::{Department, DepartmentCommands, DepartmentEvent};
+
+        let commands = DepartmentCommands::new(domain);
+        for id in ids {
+            commands
+                .create(id, crate::common::create(id))
+                .await
+                .unwrap();
+        }
+        let mut node = Vec::new();
+        for (store, target) in self.evtstore {
+            let mut args = vec![self.seconds.to_string(), self.evtstore_writers.to_string()];
+            args.extend(ids.iter().map(|id| (*id).to_owned()));
+            node.push(tokio::spawn(run_async(store, "race", target, args)));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.seconds);
+        let mut writers = Vec::new();
+        for writer in 0..self.evt_writers {
+            let domain = domain.clone();
+            writers.push(tokio::spawn(async move {
+                let (mut ok, mut conflicts) = (0_u64, 0_u64);
+                let mut n = 0;
+                while tokio::time::Instant::now() < deadline {
+                    let id = ids[(writer + n) % ids.len()];
+                    n += 1;
+                    let department = domain.load::<Department>(id).await.unwrap();
+                    let event = DepartmentEvent::from(crate::department::DepartmentManagerAdded {
+                        user_phone: format!("+1888-{writer}-{n}"),
+                        performed_by: None,
+                    });
+                    match domain.append(department, vec![event]).await {
+                        Ok(_) => ok += 1,
+                        Err(error) if error.is_version_conflict() => conflicts += 1,
+                        Err(error) => panic!("evt writer {writer}: {error}"),
+                    }
+                }
+                (ok, conflicts)
+            }));
+        }
+        // The handler starts during the run.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let handler = domain.handler(Recorder::default());
+        handler.start();
+
+        let (mut evt_ok, mut evt_conflicts) = (0, 0);
+        for writer in writers {
+            let (ok, conflicts) = writer.await.unwrap();
+            evt_ok += ok;
+            evt_conflicts += conflicts;
+        }
+        let (mut evtstore_ok, mut evtstore_conflicts) = (0, 0);
+        for process in node {
+            let counts = process.await.unwrap();
+            assert_eq!(counts["failed"], 0, "{counts}");
+            evtstore_ok += counts["ok"].as_u64().unwrap();
+            evtstore_conflicts += counts["conflicts"].as_u64().unwrap();
+        }
+        let stored = stored().await;
+        assert_eq!(
+            stored.len() as u64,
+            ids.len() as u64 + evt_ok + evtstore_ok,
+            "every acknowledged command stored once"
+        );
+        assert!(
+            evt_ok > 0 && evtstore_ok > 0,
+            "both wrote: evt {evt_ok}, evtstore {evtstore_ok}"
+        );
+        assert!(
+            evt_conflicts > 0 && evtstore_conflicts > 0,
+            "conflicts on both sides: evt {evt_conflicts}, evtstore {evtstore_conflicts}"
+        );
+        assert_each_seen_once(&handler, &stored).await;
+        handler.stop().await;
+        eprintln!(
+            "evt: {evt_ok} appended, {evt_conflicts} conflicts; evtstore: {evtstore_ok} appended, \
+             {evtstore_conflicts} conflicts; the handler saw each of {} events once",
+            stored.len()
+        );
+    }
+}
