@@ -43,7 +43,9 @@ impl Domain {
     /// aggregate without reading and appends at its version: one round trip. When another writer
     /// appended meanwhile, the store refuses that version, and the command loads the new events
     /// and decides again; a rejection on the cached aggregate is also checked on a fresh load.
-    /// The caller never sees an answer that a fresh load would not have given.
+    /// The caller never sees an answer that a fresh load would not have given; the command's
+    /// function may run twice (once on the cached aggregate, once on the fresh one), so it
+    /// should decide without side effects.
     ///
     /// ```
     /// use evt_core::{Domain, MemoryProvider};

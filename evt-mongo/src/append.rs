@@ -127,11 +127,26 @@ impl MongoProvider {
                         format!("reading back the stored event: {error}")
                     }
                 },
-                Err(Attempt::Duplicate) => match self.settle(append).await? {
-                    Settled::Stored(stored) => return Ok(stored),
-                    Settled::Other | Settled::Gap => return Err(conflict()),
+                Err(Attempt::Duplicate) => match self.settle(append).await {
+                    Ok(Settled::Stored(stored)) => return Ok(stored),
+                    Ok(Settled::Other | Settled::Gap) => return Err(conflict()),
                     // A position shared with another event of the stream: try again.
-                    Settled::Absent => format!("duplicate position in `{stream}`"),
+                    Ok(Settled::Absent) => format!("duplicate position in `{stream}`"),
+                    // An earlier try may be the event that refused this one: unknown, never
+                    // "nothing stored" (a command would decide again and append twice).
+                    Err(error) if unsure => {
+                        return Err(Error::AppendUnknown {
+                            stream: stream.to_owned(),
+                            aggregate_id: aggregate_id.to_owned(),
+                            expected: expected_version,
+                            source: format!(
+                                "refused as a duplicate after a try whose outcome is unknown, \
+                                 and the check failed: {error}"
+                            )
+                            .into(),
+                        });
+                    }
+                    Err(error) => return Err(error),
                 },
                 Err(Attempt::Gap) => return Err(conflict()),
                 Err(Attempt::Malformed(problem)) => {

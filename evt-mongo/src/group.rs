@@ -10,8 +10,9 @@
 //!   the append that wanted it.
 //! - Loads from the first event go as one `find` per stream of `aggregateId: {$in: [...]}`
 //!   sorted by aggregate and version (the unique index's order); each load gets its own
-//!   aggregate's events, streamed to it as the cursor returns them. A load after a version (from
-//!   a snapshot or a cached aggregate) is read on its own, with that bound.
+//!   aggregate's events, streamed to it in chunks as the cursor returns them. (A load after a
+//!   version, from a snapshot or a cached aggregate, reads on its own: the SecantusDB server
+//!   plans `$in` with a version bound as a scan.)
 
 use std::future::Future;
 use std::mem;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use mongodb::Collection;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{self, Document, doc};
 use mongodb::error::{Error, ErrorKind};
 use mongodb::options::WriteConcern;
 use tokio::sync::{mpsc, oneshot};
@@ -30,15 +31,27 @@ use crate::documents::integer;
 /// At most this many requests go in one batch; the rest wait for the next.
 const MAX_BATCH: usize = 1_000;
 
+/// At most this many bytes of documents go in one `insertMany`, so that the driver never splits
+/// it into several messages (their limit is 48 MB), which would make a failed batch partly
+/// stored; a larger document goes alone.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
 /// A queue of requests and whether a task is sending them.
 struct Batcher<R> {
     queue: Mutex<Queue<R>>,
 }
 
 struct Queue<R> {
-    pending: Vec<R>,
+    /// Each request with its size in bytes (0 where sizes do not matter).
+    pending: Vec<(R, usize)>,
     /// Whether a task is sending batches (and will take what is pending).
     sending: bool,
+}
+
+impl<R> Batcher<R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<R>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<R: Send + 'static> Batcher<R> {
@@ -55,66 +68,80 @@ impl<R: Send + 'static> Batcher<R> {
         self.lock().pending.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<R>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Queues `request`; unless a task is sending already, starts one that sends what is
     /// pending, batch after batch (`send`), until nothing is. The task is the caller's only when
     /// it starts; a caller that stops waiting never strands the others. Answers travel in the
     /// requests (their channels).
-    fn submit<F, Fut>(self: &Arc<Self>, request: R, send: F)
+    fn submit<F, Fut>(self: &Arc<Self>, request: R, bytes: usize, send: F)
     where
         F: Fn(Vec<R>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let start = {
             let mut queue = self.lock();
-            queue.pending.push(request);
+            queue.pending.push((request, bytes));
             !mem::replace(&mut queue.sending, true)
         };
         if start {
-            tokio::spawn(self.clone().send_batches(send));
+            // Made before the task, so that a task dropped before it first runs (or a spawn
+            // that fails) still lets the next request start another.
+            let sending = Sending {
+                batcher: self.clone(),
+                done: false,
+            };
+            tokio::spawn(sending.send_batches(send));
         }
     }
+}
 
-    async fn send_batches<F, Fut>(self: Arc<Self>, send: F)
+/// The task sending batches. Dropped before it is done (its runtime shut down mid-batch), it
+/// drops the waiting requests (their callers see their channels close) and lets the next
+/// request start a new task.
+struct Sending<R> {
+    batcher: Arc<Batcher<R>>,
+    done: bool,
+}
+
+impl<R> Sending<R> {
+    async fn send_batches<F, Fut>(mut self, send: F)
     where
         F: Fn(Vec<R>) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let sending = Sending { batcher: &self };
         loop {
             let batch = {
-                let mut queue = self.lock();
+                let mut queue = self.batcher.lock();
                 if queue.pending.is_empty() {
                     queue.sending = false;
-                    mem::forget(sending);
+                    self.done = true;
                     return;
                 }
-                let at = queue.pending.len().min(MAX_BATCH);
+                // At most `MAX_BATCH` requests and `MAX_BATCH_BYTES`, at least one.
+                let mut total = 0;
+                let at = queue
+                    .pending
+                    .iter()
+                    .take(MAX_BATCH)
+                    .position(|(_, bytes)| {
+                        total += bytes;
+                        total > MAX_BATCH_BYTES
+                    })
+                    .unwrap_or(queue.pending.len().min(MAX_BATCH))
+                    .max(1);
                 let rest = queue.pending.split_off(at);
                 mem::replace(&mut queue.pending, rest)
             };
-            send(batch).await;
+            send(batch.into_iter().map(|(request, _)| request).collect()).await;
         }
     }
 }
 
-/// Dropped only when the task sending batches is dropped mid-batch (its runtime shut down): the
-/// waiting requests are dropped (their callers see their channels close) and the next request
-/// starts a new task.
-struct Sending<'a, R> {
-    batcher: &'a Batcher<R>,
-}
-
-impl<R> Drop for Sending<'_, R> {
+impl<R> Drop for Sending<R> {
     fn drop(&mut self) {
-        let mut queue = self
-            .batcher
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        if self.done {
+            return;
+        }
+        let mut queue = self.batcher.lock();
         queue.pending.clear();
         queue.sending = false;
     }
@@ -165,10 +192,15 @@ impl InsertGroup {
 
     /// Inserts `document`, alone or with the inserts that wait beside it.
     pub(crate) async fn insert(self: &Arc<Self>, document: Document) -> Result<(), Refused> {
+        let bytes = bson::to_vec(&document).map_or(usize::MAX, |encoded| encoded.len());
+        if bytes > MAX_BATCH_BYTES {
+            // Alone, so that a document over the server's limit fails only its own append.
+            return self.outcomes_of(&[&document]).await.remove(0);
+        }
         let (answer, answered) = oneshot::channel();
         let group = self.clone();
         self.batcher
-            .submit(PendingInsert { document, answer }, move |batch| {
+            .submit(PendingInsert { document, answer }, bytes, move |batch| {
                 let group = group.clone();
                 async move { group.send(batch).await }
             });
@@ -181,7 +213,8 @@ impl InsertGroup {
             documents = batch.len(),
             "sending one-event appends together"
         );
-        let outcomes = self.outcomes(&batch).await;
+        let documents: Vec<&Document> = batch.iter().map(|pending| &pending.document).collect();
+        let outcomes = self.outcomes_of(&documents).await;
         for (pending, outcome) in batch.into_iter().zip(outcomes) {
             // A caller that stopped waiting does not need its answer.
             let _ = pending.answer.send(outcome);
@@ -189,18 +222,18 @@ impl InsertGroup {
     }
 
     /// The outcome of each document of a batch, in order.
-    async fn outcomes(&self, batch: &[PendingInsert]) -> Vec<Result<(), Refused>> {
+    async fn outcomes_of(&self, batch: &[&Document]) -> Vec<Result<(), Refused>> {
         if let [one] = batch {
             let inserted = self
                 .events
-                .insert_one(&one.document)
+                .insert_one(*one)
                 .write_concern(self.write_concern.clone())
                 .await;
             return vec![inserted.map(drop).map_err(refused)];
         }
         let inserted = self
             .events
-            .insert_many(batch.iter().map(|pending| &pending.document))
+            .insert_many(batch.iter().copied())
             .ordered(false)
             .write_concern(self.write_concern.clone())
             .await;
@@ -209,7 +242,8 @@ impl InsertGroup {
             Err(error) => error,
         };
         let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
-            // The whole batch failed (no connection, a lost answer): each document settles.
+            // The whole batch failed, as one message (see `MAX_BATCH_BYTES`): nothing was sent
+            // (no server) or the answer was lost; each append retries or settles on its own.
             return batch
                 .iter()
                 .map(|_| Err(Refused::Failed(error.clone())))
@@ -269,8 +303,7 @@ pub(crate) struct LoadGroup {
 struct PendingLoad {
     stream: String,
     aggregate_id: String,
-    after_version: u64,
-    /// The aggregate's event documents after `after_version`, by version, then `End`.
+    /// The aggregate's event documents, by version, then `End`.
     events: mpsc::UnboundedSender<Loaded>,
     /// Documents not sent yet.
     chunk: Mutex<Vec<Document>>,
@@ -312,24 +345,22 @@ impl LoadGroup {
         })
     }
 
-    /// The event documents of one aggregate after `after_version`, by version, then `End`, read
-    /// alone or with the loads that wait beside it.
+    /// The event documents of one aggregate, by version, then `End`, read alone or with the
+    /// loads that wait beside it.
     pub(crate) fn load(
         self: &Arc<Self>,
         stream: &str,
         aggregate_id: &str,
-        after_version: u64,
     ) -> mpsc::UnboundedReceiver<Loaded> {
         let (events, received) = mpsc::unbounded_channel();
         let request = PendingLoad {
             stream: stream.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
-            after_version,
             events,
             chunk: Mutex::default(),
         };
         let group = self.clone();
-        self.batcher.submit(request, move |batch| {
+        self.batcher.submit(request, 0, move |batch| {
             let group = group.clone();
             async move { group.send(batch).await }
         });
@@ -344,23 +375,14 @@ impl LoadGroup {
         streams.sort_unstable();
         streams.dedup();
         for stream in streams {
-            let (from_start, after): (Vec<&PendingLoad>, Vec<&PendingLoad>) = batch
-                .iter()
-                .filter(|load| load.stream == stream)
-                .partition(|load| load.after_version == 0);
-            // A load after a version (a snapshot's, a cached aggregate's) reads only the events
-            // after it, on its own: the server plans `$in` with a version bound as a scan.
-            for load in after {
-                self.send_stream(stream, &[load]).await;
-            }
-            if !from_start.is_empty() {
-                self.send_stream(stream, &from_start).await;
-            }
+            let loads: Vec<&PendingLoad> =
+                batch.iter().filter(|load| load.stream == stream).collect();
+            self.send_stream(stream, &loads).await;
         }
     }
 
-    /// Loads of one stream: an equality on the stream and, for several, `$in` on the aggregate
-    /// without a version bound, sorted as the `{stream, aggregateId, version}` index is (the
+    /// Loads of one stream: an equality on the stream and, for several, `$in` on the aggregate,
+    /// sorted as the `{stream, aggregateId, version}` index is (the
     /// queries the SecantusDB server plans on that index; `$or`, `$in` on the stream and `$in`
     /// with a version bound it plans as scans, 50 to 80 times slower).
     async fn send_stream(&self, stream: &str, batch: &[&PendingLoad]) {
@@ -369,11 +391,10 @@ impl LoadGroup {
                 doc! {
                     "stream": stream,
                     "aggregateId": &one.aggregate_id,
-                    "version": {"$gt": one.after_version as i64},
+                    "version": {"$gt": 0},
                 },
                 doc! {"version": 1},
             ),
-            // Loads from the first event (`send` sends the others alone).
             _ => {
                 let mut ids: Vec<&str> = batch.iter().map(|l| l.aggregate_id.as_str()).collect();
                 ids.sort_unstable();
@@ -414,12 +435,11 @@ impl LoadGroup {
             let Ok(id) = document.get_str("aggregateId") else {
                 continue;
             };
-            // A version that does not read goes to the aggregate's loads, which report it.
-            let version = integer(&document, "version").ok();
-            let mut wanted = batch.iter().filter(|load| {
-                load.aggregate_id == id
-                    && version.is_none_or(|version| version > load.after_version)
-            });
+            // As the query of one load would: versions from 1.
+            if !integer(&document, "version").is_ok_and(|version| version > 0) {
+                continue;
+            }
+            let mut wanted = batch.iter().filter(|load| load.aggregate_id == id);
             // Usually one load; the same aggregate loaded twice gets a copy each.
             if let Some(first) = wanted.next() {
                 for load in wanted {

@@ -46,7 +46,8 @@
 //! of one provider and its clones) wait for it and then go together as one unordered
 //! `insertMany`: one round trip and one journal write for all of them. An unordered insert
 //! inserts every document it can and names each refused one, so each append keeps its own
-//! answer; a lone writer sends each insert at once, alone.
+//! answer; a lone writer sends each insert at once, alone. (As with any request, an append whose
+//! future is dropped may still be stored: once queued, it goes with its batch.)
 //! Several events: one transaction, all or none, which also checks the aggregate's version.
 //! Transient errors and network errors are retried with the same `appendId`. An aggregate loads
 //! in one query ([`Provider::events_for`]), its results streamed by the driver's cursor; loads
@@ -427,8 +428,33 @@ impl Provider for MongoProvider {
         let operation = move || {
             format!("read events of `{stream}/{aggregate_id}` after version {after_version}")
         };
-        // Through the load group: loads that arrive together are one query (see `group.rs`).
-        let received = self.loads.load(stream, aggregate_id, after_version);
+        if after_version > 0 {
+            // After a snapshot or a cached version: its own query, with that bound.
+            let find = self
+                .events
+                .find(doc! {
+                    "stream": stream,
+                    "aggregateId": aggregate_id,
+                    "version": {"$gt": after_version as i64},
+                })
+                .sort(doc! {"version": 1})
+                // No projection: events after the version loaded rarely carry a snapshot, and
+                // leaving fields out costs the SecantusDB server more than sending them.
+                .batch_size(u32::try_from(self.limit).unwrap_or(u32::MAX));
+            return futures_util::stream::once(find.into_future())
+                .map(move |cursor| cursor.map_err(|e| failed(operation(), e)))
+                .map_ok(move |cursor| {
+                    cursor.map(move |document| {
+                        let document = document.map_err(|e| failed(operation(), e))?;
+                        stored_event(&document).map(Arc::new)
+                    })
+                })
+                .try_flatten()
+                .boxed();
+        }
+        // From the first event, through the load group: loads that arrive together are one
+        // query (see `group.rs`).
+        let received = self.loads.load(stream, aggregate_id);
         let chunks = futures_util::stream::unfold(Some(received), move |received| async move {
             let mut received = received?;
             let (chunk, next) = match received.recv().await {
@@ -441,10 +467,11 @@ impl Provider for MongoProvider {
                 }
                 Some(Loaded::End) => return None,
                 Some(Loaded::Failed(error)) => (vec![Err(failed(operation(), error))], None),
+                // Nothing was read or changed: another try may pass.
                 None => (
-                    vec![Err(Error::provider(
+                    vec![Err(Error::transient(
                         operation(),
-                        "the load was abandoned (its runtime shut down)",
+                        "the load was abandoned (the runtime of its batch shut down)",
                     ))],
                     None,
                 ),
