@@ -7,6 +7,10 @@ use crate::PostgresProvider;
 use crate::append::classify;
 use crate::names::LOCK_CLASS;
 
+/// The channel of the notification every insert into an events table sends at commit (its
+/// payload: the table's OID), which wakes started handlers in every process.
+pub(crate) const APPENDED_CHANNEL: &str = "evt_appended";
+
 /// The advisory lock that serialises `migrate` calls (several instances starting at once). It
 /// is not the events table's lock: an append holds its table's `ROW EXCLUSIVE` lock while it
 /// waits for that one, so a `migrate` holding it and then asking for the table (`CREATE INDEX`)
@@ -157,7 +161,9 @@ const LOCK_TRIGGER: &str = "evt_lock";
 
 /// The trigger function (one per schema, shared by its events tables: the lock is keyed by the
 /// table's OID) and the statement-level `BEFORE INSERT` trigger. A statement trigger fires
-/// before the statement computes its rows, so before it takes positions from the sequence.
+/// before the statement computes its rows, so before it takes positions from the sequence. It
+/// also notifies [`APPENDED_CHANNEL`] with the table's OID, which PostgreSQL delivers to every
+/// listening session when the insert commits (and never if it rolls back).
 fn lock_trigger(provider: &PostgresProvider) -> [(String, String); 2] {
     let events = &provider.events;
     let function = events.sibling("evt_lock_events");
@@ -167,6 +173,7 @@ fn lock_trigger(provider: &PostgresProvider) -> [(String, String); 2] {
             format!(
                 "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS \
                  $evt$ BEGIN PERFORM pg_advisory_xact_lock({LOCK_CLASS}, TG_RELID::int4); \
+                 PERFORM pg_notify('{APPENDED_CHANNEL}', TG_RELID::text); \
                  RETURN NULL; END $evt$"
             ),
         ),
