@@ -90,7 +90,7 @@
 //! Started handlers are woken by each append, from any process: the `evt_lock` trigger also
 //! sends a notification (`pg_notify('evt_appended', <table OID>)`), which PostgreSQL delivers to
 //! every listening session when the insert commits; a provider with a started handler keeps one
-//! connection listening. Polling stays as the fallback (a notification lost with a connection
+//! more connection, outside its pool, listening (count it against `max_connections`). Polling stays as the fallback (a notification lost with a connection
 //! only delays a handler). Measured by `tests/handlers.rs`: a few milliseconds from an append in
 //! one process to a started handler in another.
 //!
@@ -435,7 +435,12 @@ impl PostgresProvider {
                         .bind(&table)
                         .fetch_one(&pool)
                         .await?;
-                    let mut listener = PgListener::connect_with(&pool).await?;
+                    // A pool of its own: a listener holds its connection for good, which would
+                    // take one of the provider's few.
+                    let own = PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_lazy_with(pool.connect_options().as_ref().clone());
+                    let mut listener = PgListener::connect_with(&own).await?;
                     listener.listen(migrate::APPENDED_CHANNEL).await?;
                     loop {
                         tokio::select! {
