@@ -73,8 +73,9 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
                 if stored_as_type(field) {
                     cx.error_spanned_by(
                         field,
-                        "an event field cannot be stored as `type`: the stored document's `type` \
-                         is the event's type name; rename the field",
+                        "an event field cannot be stored as `type` (fields are stored in \
+                         camelCase, so `type_` and `_type` are too): the stored document's \
+                         `type` is the event's type name; rename the field",
                     );
                 }
             }
@@ -93,13 +94,14 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
     variants
 }
 
-/// Whether a field would be stored under the key `type` (named `r#type`, or renamed so).
+/// Whether a field would be stored under the key `type`: named so once serde's `camelCase` has
+/// renamed it (`r#type`, `type_`, `_type`), or renamed so.
 fn stored_as_type(field: &syn::Field) -> bool {
     use syn::ext::IdentExt;
     let named_type = field
         .ident
         .as_ref()
-        .is_some_and(|ident| ident.unraw() == "type");
+        .is_some_and(|ident| camel_case_field(&ident.unraw().to_string()) == "type");
     let renamed_type = field
         .attrs
         .iter()
@@ -193,6 +195,29 @@ fn camel_case(ident: &str) -> String {
     let mut chars = ident.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A field's name as serde's `rename_all = "camelCase"` stores it: each `_` dropped and the
+/// letter after it upper-cased, then the first letter lower-cased (`user_phone` -> `userPhone`,
+/// `type_` -> `type`).
+fn camel_case_field(field: &str) -> String {
+    let mut pascal = String::with_capacity(field.len());
+    let mut capitalize = true;
+    for ch in field.chars() {
+        if ch == '_' {
+            capitalize = true;
+        } else if capitalize {
+            pascal.push(ch.to_ascii_uppercase());
+            capitalize = false;
+        } else {
+            pascal.push(ch);
+        }
+    }
+    let mut chars = pascal.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
         None => String::new(),
     }
 }
