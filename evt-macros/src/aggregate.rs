@@ -29,7 +29,8 @@ struct Fold<'a> {
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
-    let args = parse_args(&mut cx, attr);
+    let name = args::impl_type_name(&item);
+    let args = parse_args(&mut cx, attr, &name);
     let input: ItemImpl = match syn::parse2(item.clone()) {
         Ok(input) => input,
         Err(_) => {
@@ -46,7 +47,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     cx.finish(expanded)
 }
 
-fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
+fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
     let mut args = Args::default();
     let span = attr.span();
     let parsed = args::parse(cx, attr, |meta| {
@@ -77,17 +78,20 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
         }
         Ok(())
     });
+    let example = format!(
+        "`#[aggregate(stream = \"{}\", events = {name}Event)]`",
+        args::example_stream(name)
+    );
     if parsed && args.stream.is_none() {
         cx.push(syn::Error::new(
             span,
-            "missing `stream`: `#[aggregate(stream = \"departments\", events = DepartmentEvent)]`",
+            format!("missing `stream`: {example}"),
         ));
     }
     if parsed && args.events.is_none() {
         cx.push(syn::Error::new(
             span,
-            "missing `events`, the event enum this aggregate folds: \
-             `#[aggregate(stream = \"departments\", events = DepartmentEvent)]`",
+            format!("missing `events`, the event enum this aggregate folds: {example}"),
         ));
     }
     args
@@ -99,9 +103,12 @@ const FOLD_SHAPE: &str = "fold methods take `&mut self` and one event, by refere
 
 fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> {
     if let Some((_, path, _)) = &input.trait_ {
+        let name = args::impl_type_name(&quote::ToTokens::to_token_stream(input));
         cx.error_spanned_by(
             path,
-            "`#[aggregate]` goes on an inherent `impl` block (`impl Department { .. }`), not a trait impl",
+            format!(
+                "`#[aggregate]` goes on an inherent `impl` block (`impl {name} {{ .. }}`), not a trait impl"
+            ),
         );
     }
     if !input.generics.params.is_empty() {

@@ -106,3 +106,28 @@ pub(crate) fn crate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> 
     let lit: syn::LitStr = meta.value()?.parse()?;
     lit.parse()
 }
+
+/// The name of the type an `impl` block is for (`Account` in `impl Account { .. }`), so that
+/// examples in messages use the user's own names; the guide's `Department` for anything else.
+pub(crate) fn impl_type_name(item: &TokenStream) -> String {
+    syn::parse2::<syn::ItemImpl>(item.clone())
+        .ok()
+        .and_then(|input| match *input.self_ty {
+            syn::Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "Department".to_owned())
+}
+
+/// A stream name for the aggregate type `name` in examples: `BankAccount` -> `bank_accounts`.
+pub(crate) fn example_stream(name: &str) -> String {
+    let mut stream = String::with_capacity(name.len() + 2);
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            stream.push('_');
+        }
+        stream.extend(ch.to_lowercase());
+    }
+    stream.push('s');
+    stream
+}

@@ -32,7 +32,8 @@ const SHAPE: &str = "command handlers take the aggregate and the command's paylo
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
-    let args = parse_args(&mut cx, attr);
+    let name = args::impl_type_name(&item);
+    let args = parse_args(&mut cx, attr, &name);
     let mut input: ItemImpl = match syn::parse2(item.clone()) {
         Ok(input) => input,
         Err(_) => {
@@ -59,7 +60,7 @@ pub(crate) fn stray_command(_attr: TokenStream, item: TokenStream) -> TokenStrea
     cx.finish(item)
 }
 
-fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
+fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
     let mut args = Args::default();
     let span = attr.span();
     let parsed = args::parse(cx, attr, |meta| {
@@ -83,7 +84,9 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     if parsed && args.client.is_none() {
         cx.push(syn::Error::new(
             span,
-            "missing `client`, the type to generate: `#[commands(client = pub DepartmentCommands)]`",
+            format!(
+                "missing `client`, the type to generate: `#[commands(client = pub {name}Commands)]`"
+            ),
         ));
     }
     args
