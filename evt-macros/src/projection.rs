@@ -1,4 +1,5 @@
-//! `#[projection(bookmark = "...", streams = [...])]`: an event handler from an impl block of
+//! `#[projection(bookmark = "...", streams = [...])]` (or `streams = "..."` for one stream): an
+//! event handler from an impl block of
 //! handler methods, one per event type.
 
 use proc_macro2::{Span, TokenStream};
@@ -75,10 +76,17 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
         } else if meta.path.is_ident("streams") {
             args::once(&meta, &args.streams)?;
             let value = meta.value()?;
-            let content;
-            syn::bracketed!(content in value);
-            let list =
-                content.parse_terminated(<LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
+            // One stream may be given alone: `streams = "departments"`.
+            let list: Vec<LitStr> = if value.peek(LitStr) {
+                vec![value.parse()?]
+            } else {
+                let content;
+                syn::bracketed!(content in value);
+                content
+                    .parse_terminated(<LitStr as syn::parse::Parse>::parse, syn::Token![,])?
+                    .into_iter()
+                    .collect()
+            };
             let mut streams: Vec<LitStr> = Vec::new();
             for stream in list {
                 if streams.iter().any(|seen| seen.value() == stream.value()) {

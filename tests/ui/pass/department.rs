@@ -107,6 +107,17 @@ impl Model {
 
 const _: () = assert!(<Model as evt::Projection>::OPTIONS.skip_unknown_events);
 
+/// One stream may be given alone, without brackets.
+#[derive(Default)]
+pub struct OneStream;
+
+#[projection(bookmark = "one-stream", streams = "departments")]
+impl OneStream {
+    fn created(&self, _id: &str, _event: &DepartmentCreated, _meta: &Meta) {}
+}
+
+const _: () = assert!(<OneStream as evt::Projection>::STREAMS.len() == 1);
+
 fn assert_send<T: Send>(_: T) {}
 
 fn main() {
