@@ -177,8 +177,9 @@ pub use evt_macros::commands;
 /// handles one event type; the type must belong to one of the `streams`. Events of other types
 /// pass, but one of a type that its stream's event enum does not know (renamed or removed) stops
 /// the handler as it stops loading the aggregate, unless `skip_unknown_events` is set.
-/// Arguments: `bookmark = "..."` and `streams = ["..."]` (required; one stream may be written `streams = "..."`), `tail_stream`,
-/// `always_tail_stream`, `continue_on_error`, `skip_unknown_events` (flags), `crate = "path"`.
+/// Arguments: `bookmark = "..."` and `streams = ["..."]` (required; one stream may be written
+/// `streams = "..."`), `tail_stream`, `always_tail_stream`, `continue_on_error`,
+/// `skip_unknown_events` (flags), `crate = "path"`.
 #[cfg(feature = "macros")]
 pub use evt_macros::projection;
 
