@@ -185,6 +185,20 @@ fn check<'a>(
                 continue;
             }
         };
+        if let syn::Type::Reference(syn::TypeReference {
+            mutability: Some(mutability),
+            ..
+        }) = aggregate
+        {
+            cx.error_spanned_by(
+                mutability,
+                format!(
+                    "a command decides on the aggregate without changing it (its events change it): \
+                     take `&Versioned<Self>`; {SHAPE}"
+                ),
+            );
+            continue;
+        }
         if let syn::Type::Reference(reference) = payload {
             cx.error_spanned_by(
                 reference,
