@@ -20,8 +20,10 @@
 //! exactly one winner per version under concurrent writers, and handlers that see every event
 //! exactly once, in position order, while many writers append.
 
+mod processes;
 mod proxy;
 
+pub use processes::{wake_child, wake_child_store, wake_parent};
 pub use proxy::{Answered, CutProxy};
 
 use std::collections::{BTreeSet, HashMap};
