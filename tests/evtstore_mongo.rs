@@ -24,11 +24,6 @@ use evt_mongo::mongodb::Database;
 use evt_mongo::mongodb::bson::{Document, doc};
 use serde_json::Value;
 
-use common::{create, manager};
-use department::{Department, DepartmentCommands};
-use projection::DepartmentsModel;
-use read_model::ReadModel;
-
 fn url() -> String {
     std::env::var("EVT_MONGO_URL").unwrap_or_else(|_| {
         panic!("EVT_MONGO_URL is not set: run `./scripts/test`, which starts a local MongoDB-compatible server")
@@ -123,41 +118,7 @@ async fn evt_reads_and_writes_a_store_evtstore_made() {
     assert_eq!(bookmark.position, position);
 
     let domain = Domain::new(provider);
-    let commands = DepartmentCommands::new(&domain);
-    let loaded = domain.load::<Department>("dept-0").await.unwrap();
-    assert_eq!(loaded.version, 4);
-    assert_eq!(loaded.managers.len(), 3);
-    assert_eq!(
-        loaded.description, "",
-        "evtstore's null description reads as None"
-    );
-    let added = commands
-        .add_manager("dept-0", manager("+1000"))
-        .await
-        .unwrap();
-    assert_eq!(added.version, 5);
-
-    // A new evt projection sees every event evtstore wrote, and evt's.
-    let model = domain.handler(DepartmentsModel::new(ReadModel::memory()));
-    assert_eq!(model.run_once().await.unwrap(), 21);
-    let departments = model.projection().get_by_tenant("tenant-1").await.unwrap();
-    assert_eq!(departments.len(), 5);
-    let first = model
-        .projection()
-        .get_by_id("dept-0")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.managers.len(), 4);
-
-    // evtstore, again: its handler, loads and commands on what evt added.
-    let read = evtstore("read", &database, &["dept-0", "dept-1"]);
-    assert_eq!(read["handled"], 21, "{read}");
-    assert_eq!(read["aggregates"]["dept-0"]["version"], 5, "{read}");
-    assert_eq!(read["after"]["dept-0"], 6, "{read}");
-    let loaded = domain.load::<Department>("dept-0").await.unwrap();
-    assert_eq!(loaded.version, 6);
-    assert_eq!(model.run_once().await.unwrap(), 2);
+    evtstore::evt_continues_what_evtstore_wrote(&domain, "mongo", target(&database)).await;
     database.drop().await.unwrap();
 }
 
@@ -167,39 +128,7 @@ async fn evtstore_reads_and_writes_a_store_evt_made() {
     let provider = MongoProvider::new(&database);
     assert_eq!(provider.migrate().await.unwrap().len(), 3);
     let domain = Domain::new(provider);
-    let commands = DepartmentCommands::new(&domain);
-    for d in 0..3 {
-        let id = format!("dept-{d}");
-        commands
-            .create(&id, create(&format!("Department {d}")))
-            .await
-            .unwrap();
-        for m in 0..2 {
-            commands
-                .add_manager(&id, manager(&format!("+1{d}{m}")))
-                .await
-                .unwrap();
-        }
-    }
-    let recorder = domain.handler(evtstore::Recorder::default());
-    assert_eq!(recorder.run_once().await.unwrap(), 9);
-
-    // evtstore's migrate accepts evt's store; its handler, loads and commands work on it.
-    let read = evtstore("read", &database, &["dept-0", "dept-2"]);
-    assert_eq!(read["handled"], 9, "{read}");
-    assert_eq!(read["aggregates"]["dept-0"]["version"], 3, "{read}");
-    assert_eq!(
-        read["aggregates"]["dept-0"]["managers"],
-        serde_json::json!(["+100", "+101"])
-    );
-    assert_eq!(read["after"]["dept-2"], 4, "{read}");
-
-    // And evt reads what evtstore added.
-    assert_eq!(
-        domain.load::<Department>("dept-2").await.unwrap().version,
-        4
-    );
-    assert_eq!(recorder.run_once().await.unwrap(), 2);
+    evtstore::evtstore_continues_what_evt_wrote(&domain, "mongo", target(&database)).await;
     database.drop().await.unwrap();
 }
 

@@ -19,16 +19,9 @@ mod common;
 #[path = "common/evtstore.rs"]
 mod evtstore;
 
-use std::sync::Mutex;
-
-use evt::{Domain, Meta, Provider, projection};
+use evt::{Domain, Provider};
 use evt_sqlite::SqliteProvider;
 use serde_json::{Value, json};
-
-use common::{create, manager};
-use department::{Department, DepartmentCommands, DepartmentCreated, DepartmentManagerAdded};
-use projection::DepartmentsModel;
-use read_model::ReadModel;
 
 /// A fresh SQLite file with mixed-case table names.
 struct Tables {
@@ -91,30 +84,6 @@ impl Tables {
     }
 }
 
-/// A projection that goes on from where evtstore's handler (`write` in `department.js`) stopped:
-/// the bookmark it stored.
-#[derive(Default)]
-struct AfterEvtstore {
-    seen: Mutex<Vec<String>>,
-}
-
-#[projection(bookmark = "evtstore-model", streams = ["departments"])]
-impl AfterEvtstore {
-    fn created(&self, id: &str, _: &DepartmentCreated, meta: &Meta) {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(format!("{id}/{}", meta.version));
-    }
-
-    fn manager_added(&self, id: &str, _: &DepartmentManagerAdded, meta: &Meta) {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(format!("{id}/{}", meta.version));
-    }
-}
-
 /// What `migrate` adds to a file evtstore's `knex` provider made: the snapshot column (knex's
 /// `(stream, position)` index serves as it is).
 fn assert_completes_evtstores_tables(changes: &[String]) {
@@ -158,33 +127,7 @@ async fn evt_reads_and_writes_a_file_evtstore_made() {
     assert_eq!(bookmark, written["position"].as_u64());
 
     let domain = Domain::new(provider.clone());
-    let commands = DepartmentCommands::new(&domain);
-    let loaded = domain.load::<Department>("dept-0").await.unwrap();
-    assert_eq!((loaded.version, loaded.managers.len()), (4, 3));
-    let added = commands
-        .add_manager("dept-0", manager("+1000"))
-        .await
-        .unwrap();
-    assert_eq!(added.version, 5);
-
-    // A new evt projection sees every event evtstore wrote, and evt's; one resuming from
-    // evtstore's own bookmark sees only evt's.
-    let model = domain.handler(DepartmentsModel::new(ReadModel::memory()));
-    assert_eq!(model.run_once().await.unwrap(), 21);
-    let first = model.projection().get_by_id("dept-0").await.unwrap();
-    assert_eq!(first.unwrap().managers.len(), 4);
-    let resumed = domain.handler(AfterEvtstore::default());
-    assert_eq!(resumed.run_once().await.unwrap(), 1);
-    assert_eq!(*resumed.projection().seen.lock().unwrap(), ["dept-0/5"]);
-
-    // evtstore, again: its handler, loads and commands on what evt added.
-    let read = evtstore::run("sqlite", "read", &tables.target(), &["dept-0", "dept-1"]);
-    assert_eq!(read["handled"], 21, "{read}");
-    assert_eq!(read["aggregates"]["dept-0"]["version"], 5, "{read}");
-    assert_eq!(read["after"]["dept-0"], 6, "{read}");
-    let loaded = domain.load::<Department>("dept-0").await.unwrap();
-    assert_eq!(loaded.version, 6);
-    assert_eq!(model.run_once().await.unwrap(), 2);
+    evtstore::evt_continues_what_evtstore_wrote(&domain, "sqlite", tables.target()).await;
     tables.drop(provider).await;
 }
 
@@ -194,40 +137,7 @@ async fn evtstore_reads_and_writes_a_file_evt_made() {
     let provider = tables.provider().await;
     provider.migrate().await.unwrap();
     let domain = Domain::new(provider.clone());
-    let commands = DepartmentCommands::new(&domain);
-    for d in 0..3 {
-        let id = format!("dept-{d}");
-        commands
-            .create(&id, create(&format!("Department {d}")))
-            .await
-            .unwrap();
-        for m in 0..2 {
-            commands
-                .add_manager(&id, manager(&format!("+1{d}{m}")))
-                .await
-                .unwrap();
-        }
-    }
-    let recorder = domain.handler(evtstore::Recorder::default());
-    assert_eq!(recorder.run_once().await.unwrap(), 9);
-
-    // evtstore's migrate leaves evt's tables alone; its handler, loads and commands work on
-    // them.
-    let read = evtstore::run("sqlite", "read", &tables.target(), &["dept-0", "dept-2"]);
-    assert_eq!(read["handled"], 9, "{read}");
-    assert_eq!(read["aggregates"]["dept-0"]["version"], 3, "{read}");
-    assert_eq!(
-        read["aggregates"]["dept-0"]["managers"],
-        json!(["+100", "+101"])
-    );
-    assert_eq!(read["after"]["dept-2"], 4, "{read}");
-
-    // And evt reads what evtstore added.
-    assert_eq!(
-        domain.load::<Department>("dept-2").await.unwrap().version,
-        4
-    );
-    assert_eq!(recorder.run_once().await.unwrap(), 2);
+    evtstore::evtstore_continues_what_evt_wrote(&domain, "sqlite", tables.target()).await;
     tables.drop(provider).await;
 }
 

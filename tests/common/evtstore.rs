@@ -294,3 +294,128 @@ impl Race {
         );
     }
 }
+
+/// evtstore on a store evt made: evt's commands write 3 departments with 2 managers each (an evt
+/// handler sees 9 events), then evtstore (`store` on `target`) runs its migrate, handler, loads
+/// and commands on them, and evt reads what evtstore added.
+pub async fn evtstore_continues_what_evt_wrote(
+    domain: &evt::Domain,
+    store: &'static str,
+    target: Value,
+) {
+    use crate::common::{create, manager};
+    use crate::department::{Department, DepartmentCommands};
+
+    let commands = DepartmentCommands::new(domain);
+    for d in 0..3 {
+        let id = format!("dept-{d}");
+        commands
+            .create(&id, create(&format!("Department {d}")))
+            .await
+            .unwrap();
+        for m in 0..2 {
+            commands
+                .add_manager(&id, manager(&format!("+1{d}{m}")))
+                .await
+                .unwrap();
+        }
+    }
+    let recorder = domain.handler(Recorder::default());
+    assert_eq!(recorder.run_once().await.unwrap(), 9);
+
+    // evtstore's migrate leaves evt's store alone; its handler, loads and commands work on it.
+    let args = ["dept-0", "dept-2"].map(String::from).to_vec();
+    let read = run_async(store, "read", target, args).await;
+    assert_eq!(read["handled"], 9, "{read}");
+    assert_eq!(read["aggregates"]["dept-0"]["version"], 3, "{read}");
+    assert_eq!(
+        read["aggregates"]["dept-0"]["managers"],
+        serde_json::json!(["+100", "+101"])
+    );
+    assert_eq!(read["after"]["dept-2"], 4, "{read}");
+
+    // And evt reads what evtstore added.
+    assert_eq!(
+        domain.load::<Department>("dept-2").await.unwrap().version,
+        4
+    );
+    assert_eq!(recorder.run_once().await.unwrap(), 2);
+}
+
+/// A projection that goes on from where evtstore's handler (`write` in `department.js`) stopped:
+/// the bookmark it stored.
+#[derive(Default)]
+pub struct AfterEvtstore {
+    pub seen: std::sync::Mutex<Vec<String>>,
+}
+
+#[evt::projection(bookmark = "evtstore-model", streams = ["departments"])]
+impl AfterEvtstore {
+    fn created(&self, id: &str, _: &crate::department::DepartmentCreated, meta: &evt::Meta) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{id}/{}", meta.version));
+    }
+
+    fn manager_added(
+        &self,
+        id: &str,
+        _: &crate::department::DepartmentManagerAdded,
+        meta: &evt::Meta,
+    ) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{id}/{}", meta.version));
+    }
+}
+
+/// evt on a store evtstore made with `write 5 3` (5 departments, 3 managers each): loads and
+/// commands, a new projection that sees everything, one that resumes from evtstore's bookmark,
+/// then evtstore (`store` on `target`) again on what evt added.
+pub async fn evt_continues_what_evtstore_wrote(
+    domain: &evt::Domain,
+    store: &'static str,
+    target: Value,
+) {
+    use crate::common::manager;
+    use crate::department::{Department, DepartmentCommands};
+    use crate::projection::DepartmentsModel;
+    use crate::read_model::ReadModel;
+
+    let commands = DepartmentCommands::new(domain);
+    let loaded = domain.load::<Department>("dept-0").await.unwrap();
+    assert_eq!((loaded.version, loaded.managers.len()), (4, 3));
+    assert_eq!(
+        loaded.description, "",
+        "evtstore's missing or null description reads as None"
+    );
+    let added = commands
+        .add_manager("dept-0", manager("+1000"))
+        .await
+        .unwrap();
+    assert_eq!(added.version, 5);
+
+    // A new evt projection sees every event evtstore wrote, and evt's; one resuming from
+    // evtstore's own bookmark sees only evt's.
+    let model = domain.handler(DepartmentsModel::new(ReadModel::memory()));
+    assert_eq!(model.run_once().await.unwrap(), 21);
+    let departments = model.projection().get_by_tenant("tenant-1").await.unwrap();
+    assert_eq!(departments.len(), 5);
+    let first = model.projection().get_by_id("dept-0").await.unwrap();
+    assert_eq!(first.unwrap().managers.len(), 4);
+    let resumed = domain.handler(AfterEvtstore::default());
+    assert_eq!(resumed.run_once().await.unwrap(), 1);
+    assert_eq!(*resumed.projection().seen.lock().unwrap(), ["dept-0/5"]);
+
+    // evtstore, again: its handler, loads and commands on what evt added.
+    let args = ["dept-0", "dept-1"].map(String::from).to_vec();
+    let read = run_async(store, "read", target, args).await;
+    assert_eq!(read["handled"], 21, "{read}");
+    assert_eq!(read["aggregates"]["dept-0"]["version"], 5, "{read}");
+    assert_eq!(read["after"]["dept-0"], 6, "{read}");
+    let loaded = domain.load::<Department>("dept-0").await.unwrap();
+    assert_eq!(loaded.version, 6);
+    assert_eq!(model.run_once().await.unwrap(), 2);
+}
