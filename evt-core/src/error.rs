@@ -144,6 +144,20 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A started handler lost its bookmark's lease (another instance took it over, or it could
+    /// not renew it in time), so it stopped before storing the bookmark; it waits as a standby.
+    #[error(
+        "the handler of bookmark `{bookmark}` lost its lease (holder `{holder}`, epoch {epoch}): another instance handles its events now"
+    )]
+    LeaseLost {
+        /// The bookmark.
+        bookmark: String,
+        /// This handler's holder name.
+        holder: String,
+        /// The epoch of the lease it held.
+        epoch: u64,
+    },
+
     /// The storage failed; `operation` says on what.
     #[error("{operation} failed: {source}", operation = Cut::new(.operation, OPERATION_CHARS))]
     Provider {

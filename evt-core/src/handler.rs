@@ -9,7 +9,8 @@ use tracing::Instrument;
 
 use crate::Error;
 use crate::error::BoxError;
-use crate::provider::{Checkpoint, Provider, StoredEvent};
+use crate::lease::{self, Held};
+use crate::provider::{Checkpoint, Lease, Provider, StoredEvent};
 
 /// Handlers for events of some streams, with the bookmark that records how far they got.
 ///
@@ -70,6 +71,12 @@ impl Default for HandlerOptions {
 /// through the same provider value wake it at once.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long a started handler's lease lasts without renewal: after its holder dies (kill -9) or
+/// loses its connection, a standby takes over within this time plus a quarter of it. The holder
+/// renews every third of it, so a lease survives two failed renewals (a database failover of a
+/// second or two); a read model stops for at most a few seconds after a crash.
+pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(5);
+
 type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// Runs a [`Projection`]: `run_once`, or `start`ed as a task until `stop`.
@@ -112,6 +119,7 @@ struct Config {
     options: HandlerOptions,
     memory_bookmark: bool,
     poll_interval: Duration,
+    lease_time: Option<Duration>,
     on_error: Option<ErrorCallback>,
 }
 
@@ -127,6 +135,8 @@ struct RunState {
 struct Task {
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    /// The lease it holds, when it runs with one.
+    held: Option<watch::Receiver<Option<Held>>>,
 }
 
 impl<P: Projection> Handler<P> {
@@ -140,6 +150,7 @@ impl<P: Projection> Handler<P> {
                     options: P::OPTIONS,
                     memory_bookmark: false,
                     poll_interval: DEFAULT_POLL_INTERVAL,
+                    lease_time: Some(DEFAULT_LEASE_TIME),
                     on_error: None,
                 }),
                 run: tokio::sync::Mutex::default(),
@@ -200,6 +211,47 @@ impl<P: Projection> Handler<P> {
         self
     }
 
+    /// How long a started handler's lease lasts ([`DEFAULT_LEASE_TIME`] unless set).
+    ///
+    /// A started handler with a stored bookmark handles events only while it holds the
+    /// bookmark's lease, so that of all the instances of a service (processes, machines) that
+    /// start it, one at a time handles events; the others wait as standbys and one takes over
+    /// when the holder stops (at once), dies or loses its connection (within the lease time and
+    /// a quarter). A holder that lost its lease can no longer store the bookmark, so it never
+    /// moves back. Handling stays at least once: after a takeover, the events of the page the
+    /// old holder was handling are handled again.
+    pub fn lease_time(self, lease_time: Duration) -> Self {
+        self.config().lease_time = Some(lease_time.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Start without a lease: every started instance handles every event (one process only,
+    /// or a provider without leases). [`Handler::run_once`] and in-memory bookmarks never use one.
+    pub fn without_lease(self) -> Self {
+        self.config().lease_time = None;
+        self
+    }
+
+    /// Whether this started handler holds its bookmark's lease now (always `false` for a handler
+    /// not started or started without one). Changes are also traced: `lease acquired`,
+    /// `lease taken over ...`, `lease lost ...`, `lease released`, with the bookmark, holder
+    /// name and epoch.
+    pub fn holds_lease(&self) -> bool {
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        task.as_ref()
+            .filter(|task| !*task.done.borrow())
+            .and_then(|task| task.held.as_ref())
+            .is_some_and(|held| {
+                let held = held.borrow();
+                held.as_ref()
+                    .is_some_and(|held| Held::is_valid(Some(held), held.lease.epoch))
+            })
+    }
+
     /// The projection, e.g. to query its read model.
     pub fn projection(&self) -> &P {
         &self.inner.projection
@@ -222,30 +274,49 @@ impl<P: Projection> Handler<P> {
     /// has no string `type` or its type is unknown to the event enum of its stream, as loading
     /// its aggregate would (see [`Projection::EVENT_TYPES`] and [`Handler::skip_unknown_events`]).
     pub async fn run_once(&self) -> Result<usize, Error> {
-        self.run_until(None).await
+        self.run_until(None, None, None).await
     }
 
-    /// `run_once`, ending early, after a page, once `stop` says so.
-    async fn run_until(&self, stop: Option<&watch::Receiver<bool>>) -> Result<usize, Error> {
+    /// `run_once`, ending early, after a page, once `stop` says so; with a lease, only while
+    /// it is held.
+    async fn run_until(
+        &self,
+        stop: Option<&watch::Receiver<bool>>,
+        lease: Option<&Lease>,
+        held: Option<&watch::Receiver<Option<Held>>>,
+    ) -> Result<usize, Error> {
         let span = tracing::debug_span!("evt.handler", bookmark = self.bookmark_name());
-        self.run_once_inner(stop).instrument(span).await
+        let fence = lease.zip(held).map(|(lease, held)| Fence { lease, held });
+        self.run_once_inner(stop, fence.as_ref())
+            .instrument(span)
+            .await
     }
 
-    async fn run_once_inner(&self, stop: Option<&watch::Receiver<bool>>) -> Result<usize, Error> {
+    async fn run_once_inner(
+        &self,
+        stop: Option<&watch::Receiver<bool>>,
+        fence: Option<&Fence<'_>>,
+    ) -> Result<usize, Error> {
         let config = self.config().clone();
         let provider = &*self.inner.provider;
         let mut run = self.inner.run.lock().await;
         let mut checkpoint = match run.checkpoint.take() {
             Some(checkpoint) => checkpoint,
-            None => self.load_checkpoint(&mut run, &config).await?,
+            None => self.load_checkpoint(&mut run, &config, fence).await?,
         };
         run.checkpoint = Some(checkpoint.clone());
         let limit = provider.limit().max(1);
         let mut handled = 0;
         loop {
+            self.check(fence)?;
             let events = provider.read_after(P::STREAMS, &checkpoint, limit).await?;
             let page_start = checkpoint.clone();
             for (event, after) in &events {
+                if let Err(lost) = self.check(fence) {
+                    self.save(&mut run, &config, fence, &page_start, &checkpoint)
+                        .await?;
+                    return Err(lost);
+                }
                 let outcome = match type_problem::<P>(event) {
                     None => self.inner.projection.handle(event).await,
                     Some(_)
@@ -263,7 +334,7 @@ impl<P: Projection> Handler<P> {
                 if let Err(source) = outcome {
                     let error = self.handler_error(event, source);
                     if !config.options.continue_on_error {
-                        self.save(&mut run, &config, &page_start, &checkpoint)
+                        self.save(&mut run, &config, fence, &page_start, &checkpoint)
                             .await?;
                         return Err(error);
                     }
@@ -276,7 +347,7 @@ impl<P: Projection> Handler<P> {
                 run.checkpoint = Some(checkpoint.clone());
                 handled += 1;
             }
-            self.save(&mut run, &config, &page_start, &checkpoint)
+            self.save(&mut run, &config, fence, &page_start, &checkpoint)
                 .await?;
             tracing::trace!(
                 events = events.len(),
@@ -302,11 +373,30 @@ impl<P: Projection> Handler<P> {
         }
     }
 
+    /// [`Error::LeaseLost`] once the lease the run holds is no longer valid.
+    fn check(&self, fence: Option<&Fence<'_>>) -> Result<(), Error> {
+        match fence {
+            Some(fence) if !Held::is_valid(fence.held.borrow().as_ref(), fence.lease.epoch) => {
+                Err(self.lease_lost(fence.lease))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn lease_lost(&self, lease: &Lease) -> Error {
+        Error::LeaseLost {
+            bookmark: P::BOOKMARK.to_owned(),
+            holder: lease.holder.clone().unwrap_or_default(),
+            epoch: lease.epoch,
+        }
+    }
+
     /// Where to start: the stored bookmark, or the end of history when tailing.
     async fn load_checkpoint(
         &self,
         run: &mut RunState,
         config: &Config,
+        fence: Option<&Fence<'_>>,
     ) -> Result<Checkpoint, Error> {
         let stored = if config.memory_bookmark {
             run.memory.clone()
@@ -316,7 +406,7 @@ impl<P: Projection> Handler<P> {
         let options = config.options;
         if options.always_tail_stream || (options.tail_stream && stored.is_none()) {
             let end = self.inner.provider.get_last_checkpoint(P::STREAMS).await?;
-            self.save(run, config, &Checkpoint::at(u64::MAX), &end)
+            self.save(run, config, fence, &Checkpoint::at(u64::MAX), &end)
                 .await?;
             return Ok(end);
         }
@@ -327,20 +417,29 @@ impl<P: Projection> Handler<P> {
         &self,
         run: &mut RunState,
         config: &Config,
+        fence: Option<&Fence<'_>>,
         before: &Checkpoint,
         checkpoint: &Checkpoint,
     ) -> Result<(), Error> {
         if checkpoint == before {
             return Ok(());
         }
+        let provider = &self.inner.provider;
         if config.memory_bookmark {
             run.memory = Some(checkpoint.clone());
             Ok(())
+        } else if let Some(fence) = fence {
+            if provider
+                .set_checkpoint_leased(P::BOOKMARK, checkpoint, fence.lease)
+                .await?
+            {
+                Ok(())
+            } else {
+                run.checkpoint = None;
+                Err(self.lease_lost(fence.lease))
+            }
         } else {
-            self.inner
-                .provider
-                .set_checkpoint(P::BOOKMARK, checkpoint)
-                .await
+            provider.set_checkpoint(P::BOOKMARK, checkpoint).await
         }
     }
 
@@ -370,15 +469,40 @@ impl<P: Projection> Handler<P> {
         let (stop, stopped) = watch::channel(false);
         let (finished, done) = watch::channel(false);
         let inner = Arc::downgrade(&self.inner);
-        let appended = self.inner.provider.subscribe();
+        let provider = self.inner.provider.clone();
+        let appended = provider.subscribe();
+        let config = self.config().clone();
+        let lease_time = config.lease_time.filter(|_| !config.memory_bookmark);
+        let (held_sender, held) = watch::channel(None);
+        let held = lease_time.map(|_| held);
+        let runs = held.clone();
         tokio::spawn(async move {
-            run_loop(inner, stopped, appended).await;
+            match lease_time {
+                Some(lease_time) => {
+                    let (ran, runner_done) = watch::channel(false);
+                    let runner = async {
+                        run_loop(inner, stopped, appended, runs).await;
+                        ran.send_replace(true);
+                    };
+                    let keeper = lease::keep(
+                        provider,
+                        P::BOOKMARK,
+                        lease::holder_name(),
+                        lease_time,
+                        held_sender,
+                        runner_done,
+                    );
+                    tokio::join!(runner, keeper);
+                }
+                None => run_loop(inner, stopped, appended, None).await,
+            }
             finished.send_replace(true);
         });
-        *task = Some(Task { stop, done });
+        *task = Some(Task { stop, done, held });
     }
 
-    /// Stops a started handler after the page it is handling, and waits until it has stopped.
+    /// Stops a started handler after the page it is handling, and waits until it has stopped
+    /// (and, with a lease, given it up, so that a standby takes over at once).
     pub async fn stop(&self) {
         let task = self
             .inner
@@ -434,15 +558,39 @@ async fn run_loop<P: Projection>(
     inner: Weak<Inner<P>>,
     mut stopped: watch::Receiver<bool>,
     mut appended: Option<watch::Receiver<u64>>,
+    mut held: Option<watch::Receiver<Option<Held>>>,
 ) {
     match inner.upgrade() {
         Some(inner) => Handler { inner }.reset().await,
         None => return,
     }
+    // The epoch of the lease the last run held: a new one means another holder may have moved
+    // the bookmark since, so the next run reads it again.
+    let mut last_epoch = None;
     loop {
         if *stopped.borrow_and_update() {
             return;
         }
+        let lease = match &mut held {
+            Some(held) => {
+                let lease = tokio::select! {
+                    _ = stopped.changed() => return,
+                    lease = held.wait_for(Option::is_some) => match lease {
+                        Ok(lease) => lease.as_ref().map(|held| held.lease.clone()),
+                        Err(_) => return,
+                    },
+                };
+                let Some(lease) = lease else { return };
+                if last_epoch.replace(lease.epoch) != Some(lease.epoch) {
+                    match inner.upgrade() {
+                        Some(inner) => Handler { inner }.reset().await,
+                        None => return,
+                    }
+                }
+                Some(lease)
+            }
+            None => None,
+        };
         if let Some(appended) = &mut appended {
             appended.borrow_and_update();
         }
@@ -451,9 +599,25 @@ async fn run_loop<P: Projection>(
         let poll_interval = handler.config().poll_interval;
         // In a task of its own, so that a panicking handler method is reported, not fatal.
         let until = stopped.clone();
-        let run = tokio::spawn(async move { handler.run_until(Some(&until)).await }).await;
+        let fence = held.clone();
+        let run = tokio::spawn(async move {
+            handler
+                .run_until(Some(&until), lease.as_ref(), fence.as_ref())
+                .await
+        })
+        .await;
         let failed = match run {
             Ok(Ok(_)) => false,
+            Ok(Err(Error::LeaseLost { epoch, .. })) => {
+                // The keeper says so too; wait until it holds a lease of another epoch, or none.
+                if let Some(held) = &mut held {
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = held.wait_for(|held| held.as_ref().is_none_or(|held| held.lease.epoch != epoch)) => {}
+                    }
+                }
+                continue;
+            }
             Ok(Err(error @ Error::Handler { .. })) => {
                 tracing::error!(%error, "handler stopped at an event; trying again after the poll interval");
                 true
@@ -474,6 +638,12 @@ async fn run_loop<P: Projection>(
             _ = tokio::time::sleep(poll_interval) => {}
         }
     }
+}
+
+/// The lease a run holds, and where the keeper says whether it still holds it.
+struct Fence<'a> {
+    lease: &'a Lease,
+    held: &'a watch::Receiver<Option<Held>>,
 }
 
 /// Resolves when the append signal changes; never, without one.

@@ -82,6 +82,7 @@ mod domain;
 mod error;
 mod event;
 mod handler;
+mod lease;
 mod memory;
 mod provider;
 #[cfg(feature = "test-util")]
@@ -96,9 +97,9 @@ pub use command::Commands;
 pub use domain::Domain;
 pub use error::{BoxError, CommandError, Error};
 pub use event::{Decision, Event, EventOf, EventStream, EventVariant, IntoEvents};
-pub use handler::{DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
+pub use handler::{DEFAULT_LEASE_TIME, DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
 pub use memory::{DEFAULT_LIMIT, MemoryProvider};
-pub use provider::{Checkpoint, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+pub use provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 
 /// Marks an event enum: one struct per variant, stored as evtstore stores events.
 ///

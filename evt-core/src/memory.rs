@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::provider::{Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use crate::provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 
 /// Maps keyed by stream and aggregate id: a fast hash (foldhash), since a command looks up
 /// several and the keys are the application's own.
@@ -36,6 +36,7 @@ struct State {
     /// Per stream: log indexes in position order.
     streams: HashMap<String, Vec<usize>>,
     bookmarks: HashMap<String, u64>,
+    leases: HashMap<String, Lease>,
     snapshots: HashMap<(String, String), Snapshot>,
 }
 
@@ -124,6 +125,50 @@ impl Provider for MemoryProvider {
     async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
         self.write().bookmarks.insert(bookmark.to_owned(), position);
         Ok(())
+    }
+
+    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+        Ok(self
+            .read()
+            .leases
+            .get(bookmark)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn swap_lease(
+        &self,
+        bookmark: &str,
+        expected: &Lease,
+        new: &Lease,
+    ) -> Result<bool, Error> {
+        let mut state = self.write();
+        let current = state.leases.entry(bookmark.to_owned()).or_default();
+        let swapped = current == expected;
+        if swapped {
+            *current = new.clone();
+        }
+        Ok(swapped)
+    }
+
+    async fn set_checkpoint_leased(
+        &self,
+        bookmark: &str,
+        checkpoint: &Checkpoint,
+        lease: &Lease,
+    ) -> Result<bool, Error> {
+        let mut state = self.write();
+        let held = state.leases.get(bookmark).is_some_and(|current| {
+            current.holder.is_some()
+                && current.holder == lease.holder
+                && current.epoch == lease.epoch
+        });
+        if held {
+            state
+                .bookmarks
+                .insert(bookmark.to_owned(), checkpoint.position);
+        }
+        Ok(held)
     }
 
     async fn get_events_from(

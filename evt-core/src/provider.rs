@@ -154,6 +154,66 @@ impl Checkpoint {
     }
 }
 
+/// Who may handle events for a bookmark: what [`Provider::get_lease`] reads and
+/// [`Provider::swap_lease`] compares and stores (see [`crate::Handler::lease_time`]).
+///
+/// A bookmark never leased reads as `Lease::default()`: no holder, epoch 0, beat 0.
+///
+/// ```
+/// use evt_core::Lease;
+///
+/// let free = Lease::default();
+/// let granted = free.granted_to("host-a/412/9f3c");
+/// assert_eq!((granted.epoch, granted.beat), (1, 0));
+/// assert_eq!(granted.renewed().beat, 1);
+/// assert_eq!(granted.released().holder, None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The holder's name, or `None` when no one holds it.
+    pub holder: Option<String>,
+    /// Goes up by one at every grant: with `holder`, the fencing token a bookmark write must
+    /// present ([`Provider::set_checkpoint_leased`]).
+    pub epoch: u64,
+    /// Goes up at every renewal: standbys take the lease over once it has not moved for the
+    /// lease time (measured on their own clock, so the processes' clocks need not agree).
+    pub beat: u64,
+}
+
+impl Lease {
+    /// A lease record with these fields, as a provider reads it back.
+    pub fn new(holder: Option<String>, epoch: u64, beat: u64) -> Lease {
+        Lease {
+            holder,
+            epoch,
+            beat,
+        }
+    }
+
+    /// This lease granted to `holder`: the next epoch, beat 0.
+    pub fn granted_to(&self, holder: &str) -> Lease {
+        Lease::new(Some(holder.to_owned()), self.epoch + 1, 0)
+    }
+
+    /// This lease renewed by its holder: the next beat.
+    pub fn renewed(&self) -> Lease {
+        Lease::new(self.holder.clone(), self.epoch, self.beat + 1)
+    }
+
+    /// This lease given up: no holder, the same epoch, the next beat.
+    pub fn released(&self) -> Lease {
+        Lease::new(None, self.epoch, self.beat + 1)
+    }
+}
+
+fn no_leases(bookmark: &str) -> Error {
+    Error::provider(
+        format!("lease bookmark `{bookmark}`"),
+        "this provider does not keep leases; start the handler with `without_lease()`",
+    )
+}
+
 /// A store of events, bookmarks and snapshots.
 ///
 /// Contract, checked by the conformance suite (`evt_core::testing`, feature `test-util`):
@@ -322,6 +382,39 @@ pub trait Provider: Send + Sync + 'static {
     /// By default: [`Provider::get_last_position`], without a resume point.
     async fn get_last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
         Ok(Checkpoint::at(self.get_last_position(streams).await?))
+    }
+
+    /// The lease of a bookmark (`Lease::default()` if it was never leased).
+    ///
+    /// Leases are optional: by default a provider has none and says so.
+    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+        Err(no_leases(bookmark))
+    }
+
+    /// Replaces the bookmark's lease by `new` if it is `expected` (all three fields), atomically
+    /// against every other caller in every process; returns whether it did. `expected ==
+    /// Lease::default()` also matches a bookmark never leased.
+    async fn swap_lease(
+        &self,
+        bookmark: &str,
+        expected: &Lease,
+        new: &Lease,
+    ) -> Result<bool, Error> {
+        let _ = (expected, new);
+        Err(no_leases(bookmark))
+    }
+
+    /// Stores the checkpoint of a bookmark if its lease still has `lease`'s holder and epoch
+    /// (its beat may have moved), atomically with that check; returns whether it did. The
+    /// fencing that keeps a holder that lost its lease from moving the bookmark.
+    async fn set_checkpoint_leased(
+        &self,
+        bookmark: &str,
+        checkpoint: &Checkpoint,
+        lease: &Lease,
+    ) -> Result<bool, Error> {
+        let _ = (checkpoint, lease);
+        Err(no_leases(bookmark))
     }
 
     /// A signal that changes after each append made through this provider value, so that a

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    Aggregate, Domain, Error, Event, Meta, NewEvent, Provider, Snapshot, Versioned, aggregate,
-    commands, event, projection,
+    Aggregate, Checkpoint, Domain, Error, Event, Lease, Meta, NewEvent, Provider, Snapshot,
+    Versioned, aggregate, commands, event, projection,
 };
 
 /// The scenarios, in the order [`provider_tests!`](crate::provider_tests) runs them.
@@ -72,7 +72,10 @@ macro_rules! provider_tests {
             concurrent_writers_one_aggregate,
             concurrent_commands_retry,
             concurrent_writers_with_handler,
-            atomic_multi_event_appends
+            atomic_multi_event_appends,
+            lease_contract,
+            lease_swaps_race,
+            one_started_handler_holds_the_lease
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1460,4 +1463,193 @@ pub async fn atomic_multi_event_appends(factory: &impl Factory) {
         .await
         .unwrap();
     assert_eq!(all.len(), WRITERS * EACH * 3);
+}
+
+/// The lease record's contract: a free record is taken by one swap only; a bookmark write is
+/// fenced by holder and epoch (a renewal does not stale it, a takeover does); leasing a bookmark
+/// does not store a position; leases are per bookmark.
+pub async fn lease_contract(factory: &impl Factory) {
+    let provider = factory.provider(100).await;
+    let free = provider.get_lease("leased").await.unwrap();
+    assert_eq!(free, Lease::default(), "a bookmark never leased");
+    let stored = |position| Checkpoint::at(position);
+
+    let a = free.granted_to("a");
+    assert!(provider.swap_lease("leased", &free, &a).await.unwrap());
+    let b = free.granted_to("b");
+    assert!(
+        !provider.swap_lease("leased", &free, &b).await.unwrap(),
+        "a second grant from the free record must fail"
+    );
+    assert_eq!(provider.get_lease("leased").await.unwrap(), a);
+    assert_eq!(
+        provider.get_checkpoint("leased").await.unwrap(),
+        None,
+        "taking a lease stores no position (tail_stream depends on it)"
+    );
+    assert_eq!(provider.get_lease("other").await.unwrap(), Lease::default());
+
+    let a_renewed = a.renewed();
+    assert!(provider.swap_lease("leased", &a, &a_renewed).await.unwrap());
+    assert!(
+        !provider
+            .swap_lease("leased", &a, &a.renewed())
+            .await
+            .unwrap(),
+        "a swap from a stale beat must fail"
+    );
+    assert!(
+        provider
+            .set_checkpoint_leased("leased", &stored(7), &a)
+            .await
+            .unwrap(),
+        "the holder stores its bookmark across its own renewals"
+    );
+    assert_eq!(provider.get_position("leased").await.unwrap(), Some(7));
+
+    let b = a_renewed.granted_to("b");
+    assert!(provider.swap_lease("leased", &a_renewed, &b).await.unwrap());
+    assert_eq!(b.epoch, 2);
+    assert!(
+        !provider
+            .set_checkpoint_leased("leased", &stored(5), &a)
+            .await
+            .unwrap(),
+        "a holder that lost the lease must not store the bookmark"
+    );
+    assert_eq!(provider.get_position("leased").await.unwrap(), Some(7));
+    assert!(
+        provider
+            .set_checkpoint_leased("leased", &stored(9), &b)
+            .await
+            .unwrap()
+    );
+    assert_eq!(provider.get_position("leased").await.unwrap(), Some(9));
+
+    let released = b.released();
+    assert!(provider.swap_lease("leased", &b, &released).await.unwrap());
+    assert!(
+        !provider
+            .set_checkpoint_leased("leased", &stored(11), &b)
+            .await
+            .unwrap(),
+        "a released lease fences its old holder"
+    );
+    assert!(
+        !provider
+            .set_checkpoint_leased("never-leased", &stored(3), &a)
+            .await
+            .unwrap(),
+        "a bookmark without a lease record is not written under one"
+    );
+    assert_eq!(provider.get_position("never-leased").await.unwrap(), None);
+    let c = released.granted_to("c");
+    assert!(provider.swap_lease("leased", &released, &c).await.unwrap());
+    assert_eq!(
+        (c.epoch, provider.get_position("leased").await.unwrap()),
+        (3, Some(9))
+    );
+}
+
+/// Sixteen contenders swap the same free record at once: exactly one wins, then sixteen
+/// takeovers of the winner's record: exactly one wins again.
+pub async fn lease_swaps_race(factory: &impl Factory) {
+    let provider = factory.provider(100).await;
+    for round in 0..2 {
+        let current = provider.get_lease("raced").await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let provider = provider.clone();
+                let current = current.clone();
+                tokio::spawn(async move {
+                    let granted = current.granted_to(&format!("contender-{n}"));
+                    provider
+                        .swap_lease("raced", &current, &granted)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            won += usize::from(task.await.unwrap());
+        }
+        assert_eq!(won, 1, "round {round}: exactly one swap wins");
+        assert_eq!(provider.get_lease("raced").await.unwrap().epoch, round + 1);
+    }
+}
+
+/// Two started handlers of one bookmark: one holds the lease and handles events, the other
+/// waits; once the holder stops (giving the lease up), the standby takes over at once and goes
+/// on from the bookmark. Each event is handled once.
+pub async fn one_started_handler_holds_the_lease(factory: &impl Factory) {
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    let lease_time = Duration::from_millis(400);
+    let first = domain.handler(Recorder::default()).lease_time(lease_time);
+    let second = domain.handler(Recorder::default()).lease_time(lease_time);
+    first.start();
+    eventually("the first handler holds the lease", || first.holds_lease()).await;
+    second.start();
+    create(&commands, "a").await;
+    create(&commands, "b").await;
+    eventually("the holder handled `a` and `b`", || {
+        first.projection().seen().len() == 2
+    })
+    .await;
+    tokio::time::sleep(lease_time).await;
+    assert!(first.holds_lease(), "renewals keep the lease");
+    assert!(!second.holds_lease(), "the standby waits");
+    assert!(
+        second.projection().seen().is_empty(),
+        "the standby handles nothing"
+    );
+
+    first.stop().await;
+    assert!(!first.holds_lease());
+    let stopped = tokio::time::Instant::now();
+    create(&commands, "c").await;
+    eventually("the standby took over and handled `c`", || {
+        second.projection().seen().len() == 1
+    })
+    .await;
+    assert!(second.holds_lease());
+    assert!(
+        stopped.elapsed() < lease_time,
+        "a lease given up is taken at once, not after the lease time ({:?})",
+        stopped.elapsed()
+    );
+    assert_eq!(second.projection().seen()[0].aggregate_id, "c");
+    assert_eq!(
+        first.projection().seen().len(),
+        2,
+        "the stopped holder handles nothing more"
+    );
+
+    // A lease whose holder stops renewing (a killed process) is taken over after the lease time.
+    let provider = domain.provider();
+    second.stop().await;
+    let lease = provider.get_lease("recorder").await.unwrap();
+    let ghost = lease.granted_to("ghost");
+    assert!(
+        provider
+            .swap_lease("recorder", &lease, &ghost)
+            .await
+            .unwrap()
+    );
+    let third = domain.handler(Recorder::default()).lease_time(lease_time);
+    third.start();
+    create(&commands, "d").await;
+    let started = tokio::time::Instant::now();
+    eventually("a standby took over from the silent holder", || {
+        third.projection().seen().len() == 1
+    })
+    .await;
+    assert!(
+        started.elapsed() >= lease_time - Duration::from_millis(50),
+        "taken over after {:?}, before the lease time",
+        started.elapsed()
+    );
+    assert_eq!(third.projection().seen()[0].aggregate_id, "d");
+    third.stop().await;
 }

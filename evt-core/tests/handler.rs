@@ -295,7 +295,9 @@ async fn a_failing_storage_is_logged_as_such() {
         created(&domain, 1).await;
         let handler = domain
             .handler(Slow::default())
-            .poll_interval(Duration::from_millis(10));
+            .poll_interval(Duration::from_millis(10))
+            // The wrapper forwards no lease methods.
+            .without_lease();
         handler.start();
         eventually("the failure was logged", || {
             !ErrorLog::lines(&log).is_empty()
