@@ -128,7 +128,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evt_core::util::redact_url;
-use evt_core::{Checkpoint, Error, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{Checkpoint, Error, Lease, NewEvent, Provider, Snapshot, StoredEvent};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
@@ -139,7 +139,7 @@ pub use append::MAX_APPEND_ATTEMPTS;
 pub use mongodb;
 
 use crate::append::Append;
-use crate::documents::{read_position, stored_event, timestamp};
+use crate::documents::{integer, read_position, stored_event, timestamp};
 use crate::feed::{Tails, token_bson, token_text};
 use crate::group::{InsertGroup, LoadGroup, Loaded};
 
@@ -303,6 +303,20 @@ impl MongoProvider {
     }
 }
 
+/// The update that stores `checkpoint` in a bookmark document.
+fn checkpoint_update(checkpoint: &Checkpoint) -> Result<Document, String> {
+    let position = timestamp(checkpoint.position);
+    Ok(match &checkpoint.resume {
+        Some(text) => doc! {"$set": {"position": position, "resumeToken": token_bson(text)?}},
+        None => doc! {"$set": {"position": position}, "$unset": {"resumeToken": ""}},
+    })
+}
+
+/// A lease's epoch or beat as stored (an `i64`; they never get near its end).
+fn lease_number(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 #[async_trait]
 impl Provider for MongoProvider {
     fn limit(&self) -> usize {
@@ -328,7 +342,8 @@ impl Provider for MongoProvider {
             .find_one(doc! {"bookmark": bookmark})
             .await
             .map_err(|e| failed(operation(), e))?;
-        let Some(document) = found else {
+        // A document with a lease but no position yet is a bookmark never stored.
+        let Some(document) = found.filter(|document| document.contains_key("position")) else {
             return Ok(None);
         };
         let position = read_position(&document, "position")
@@ -347,21 +362,107 @@ impl Provider for MongoProvider {
                 checkpoint.position
             )
         };
-        let position = timestamp(checkpoint.position);
-        let update = match &checkpoint.resume {
-            Some(text) => {
-                let token =
-                    token_bson(text).map_err(|problem| Error::provider(operation(), problem))?;
-                doc! {"$set": {"position": position, "resumeToken": token}}
-            }
-            None => doc! {"$set": {"position": position}, "$unset": {"resumeToken": ""}},
-        };
+        let update = checkpoint_update(checkpoint)
+            .map_err(|problem| Error::provider(operation(), problem))?;
         self.bookmarks
             .update_one(doc! {"bookmark": bookmark}, update)
             .upsert(true)
             .await
             .map_err(|e| failed(operation(), e))?;
         Ok(())
+    }
+
+    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+        let operation = || format!("read the lease of bookmark `{bookmark}`");
+        let found = self
+            .bookmarks
+            .find_one(doc! {"bookmark": bookmark})
+            .projection(doc! {"leaseHolder": 1, "leaseEpoch": 1, "leaseBeat": 1})
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        let Some(document) = found.filter(|document| document.contains_key("leaseEpoch")) else {
+            return Ok(Lease::default());
+        };
+        let read =
+            |key| integer(&document, key).map_err(|problem| Error::provider(operation(), problem));
+        let holder = document.get_str("leaseHolder").ok().map(str::to_owned);
+        Ok(Lease::new(holder, read("leaseEpoch")?, read("leaseBeat")?))
+    }
+
+    /// The lease is kept in the bookmark's document (`leaseHolder`, `leaseEpoch`, `leaseBeat`),
+    /// so that a fenced bookmark write is one document's atomic update; written under the
+    /// provider's write concern (majority by default), so that a failover does not undo a grant.
+    async fn swap_lease(
+        &self,
+        bookmark: &str,
+        expected: &Lease,
+        new: &Lease,
+    ) -> Result<bool, Error> {
+        let operation = || format!("swap the lease of bookmark `{bookmark}`");
+        let holder = |lease: &Lease| lease.holder.clone().map_or(Bson::Null, Bson::String);
+        let update = doc! {"$set": {
+            "leaseHolder": holder(new),
+            "leaseEpoch": lease_number(new.epoch),
+            "leaseBeat": lease_number(new.beat),
+        }};
+        // Every grant raises the epoch from 0, so a record equal to the default is one never
+        // written: the document is missing or has no lease fields.
+        let free = *expected == Lease::default();
+        let filter = if free {
+            doc! {"bookmark": bookmark, "leaseEpoch": {"$exists": false}}
+        } else {
+            doc! {
+                "bookmark": bookmark,
+                "leaseHolder": holder(expected),
+                "leaseEpoch": lease_number(expected.epoch),
+                "leaseBeat": lease_number(expected.beat),
+            }
+        };
+        match self
+            .bookmarks
+            .update_one(filter, update)
+            .upsert(free)
+            .write_concern(self.write_concern.clone())
+            .await
+        {
+            Ok(result) => Ok(result.matched_count == 1 || result.upserted_id.is_some()),
+            // The upsert of a free lease found the document leased: the unique index refuses it.
+            Err(error) if free && append::is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(failed(operation(), error)),
+        }
+    }
+
+    async fn set_checkpoint_leased(
+        &self,
+        bookmark: &str,
+        checkpoint: &Checkpoint,
+        lease: &Lease,
+    ) -> Result<bool, Error> {
+        let operation = || {
+            format!(
+                "store bookmark `{bookmark}` at position {} under its lease",
+                checkpoint.position
+            )
+        };
+        let Some(holder) = lease.holder.as_deref() else {
+            return Ok(false);
+        };
+        let filter = doc! {
+            "bookmark": bookmark,
+            "leaseHolder": holder,
+            "leaseEpoch": lease_number(lease.epoch),
+        };
+        let result = self
+            .bookmarks
+            .update_one(
+                filter,
+                checkpoint_update(checkpoint)
+                    .map_err(|problem| Error::provider(operation(), problem))?,
+            )
+            .write_concern(self.write_concern.clone())
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        Ok(result.matched_count == 1)
     }
 
     /// By position, as evtstore reads: an event that commits late, below a position already

@@ -136,7 +136,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evt_core::util::{self, redact_url};
-use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{Checkpoint, Error, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::Connection;
@@ -193,6 +193,10 @@ struct Sql {
     snapshot: String,
     get_position: String,
     set_position: String,
+    get_lease: String,
+    take_free_lease: String,
+    swap_lease: String,
+    set_position_leased: String,
 }
 
 /// The columns of an event row, read the same from every column type evt and evtstore use
@@ -205,6 +209,7 @@ const AGGREGATE_COLUMNS: &str =
 
 impl Sql {
     fn new(events: &TableName, bookmarks: &TableName) -> Self {
+        let leases = &bookmarks.leases().quoted;
         let (events, bookmarks) = (&events.quoted, &bookmarks.quoted);
         let lock = lock_sql("$1");
         Sql {
@@ -249,6 +254,26 @@ impl Sql {
             get_position: format!("SELECT position FROM {bookmarks} WHERE bookmark = $1"),
             set_position: format!(
                 "INSERT INTO {bookmarks} (bookmark, position) VALUES ($1, $2) \
+                 ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
+            ),
+            get_lease: format!("SELECT holder, epoch, beat FROM {leases} WHERE bookmark = $1"),
+            take_free_lease: format!(
+                "INSERT INTO {leases} AS l (bookmark, holder, epoch, beat) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (bookmark) DO UPDATE \
+                 SET holder = excluded.holder, epoch = excluded.epoch, beat = excluded.beat \
+                 WHERE l.holder IS NULL AND l.epoch = 0 AND l.beat = 0"
+            ),
+            swap_lease: format!(
+                "UPDATE {leases} SET holder = $2, epoch = $3, beat = $4 \
+                 WHERE bookmark = $1 AND holder IS NOT DISTINCT FROM $5 AND epoch = $6 AND beat = $7"
+            ),
+            // `FOR SHARE` waits for a takeover in flight and sees its result: a write under an
+            // epoch that lost the lease stores nothing, and a takeover waits for a write begun
+            // before it.
+            set_position_leased: format!(
+                "WITH held AS (SELECT 1 FROM {leases} \
+                   WHERE bookmark = $1 AND holder = $3 AND epoch = $4 FOR SHARE) \
+                 INSERT INTO {bookmarks} (bookmark, position) SELECT $1, $2 FROM held \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
             ),
         }
@@ -513,6 +538,80 @@ impl Provider for PostgresProvider {
                 )
             })?;
         Ok(())
+    }
+
+    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+        let operation = || format!("read the lease of bookmark `{bookmark}`");
+        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(&self.sql.get_lease)
+            .bind(bookmark)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        let Some((holder, epoch, beat)) = row else {
+            return Ok(Lease::default());
+        };
+        let read = |value, what| {
+            non_negative(value, what).map_err(|problem| Error::provider(operation(), problem))
+        };
+        Ok(Lease::new(
+            holder,
+            read(epoch, "epoch")?,
+            read(beat, "beat")?,
+        ))
+    }
+
+    async fn swap_lease(
+        &self,
+        bookmark: &str,
+        expected: &Lease,
+        new: &Lease,
+    ) -> Result<bool, Error> {
+        let operation = || format!("swap the lease of bookmark `{bookmark}`");
+        let free = *expected == Lease::default();
+        let statement = if free {
+            &self.sql.take_free_lease
+        } else {
+            &self.sql.swap_lease
+        };
+        let mut query = sqlx::query(statement)
+            .bind(bookmark)
+            .bind(new.holder.as_deref())
+            .bind(to_i64(new.epoch, "epoch")?)
+            .bind(to_i64(new.beat, "beat")?);
+        if !free {
+            query = query
+                .bind(expected.holder.as_deref())
+                .bind(to_i64(expected.epoch, "epoch")?)
+                .bind(to_i64(expected.beat, "beat")?);
+        }
+        let done = query
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_checkpoint_leased(
+        &self,
+        bookmark: &str,
+        checkpoint: &Checkpoint,
+        lease: &Lease,
+    ) -> Result<bool, Error> {
+        let position = checkpoint.position;
+        let done = sqlx::query(&self.sql.set_position_leased)
+            .bind(bookmark)
+            .bind(to_i64(position, "position")?)
+            .bind(lease.holder.as_deref())
+            .bind(to_i64(lease.epoch, "epoch")?)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                classify(
+                    format!("store bookmark `{bookmark}` at position {position} under its lease"),
+                    e,
+                )
+            })?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_events_from(

@@ -72,11 +72,14 @@ impl PostgresProvider {
     ) -> Result<Vec<(String, String)>, sqlx::Error> {
         let (events, bookmarks) = (&self.events, &self.bookmarks);
         let mut changes = Vec::new();
+        let leases = bookmarks.leases();
         let exists = sqlx::query(
-            "SELECT to_regclass($1) IS NOT NULL AS events, to_regclass($2) IS NOT NULL AS bookmarks",
+            "SELECT to_regclass($1) IS NOT NULL AS events, to_regclass($2) IS NOT NULL AS bookmarks, \
+             to_regclass($3) IS NOT NULL AS leases",
         )
         .bind(&events.quoted)
         .bind(&bookmarks.quoted)
+        .bind(&leases.quoted)
         .fetch_one(&mut *connection)
         .await?;
         if exists.try_get::<bool, _>("events")? {
@@ -148,6 +151,19 @@ impl PostgresProvider {
                 format!(
                     "CREATE TABLE {} (bookmark text PRIMARY KEY, position bigint NOT NULL)",
                     bookmarks.quoted
+                ),
+            ));
+        }
+        if !exists.try_get::<bool, _>("leases")? {
+            changes.push((
+                format!(
+                    "created the table `{}` (the leases of started handlers)",
+                    leases.given
+                ),
+                format!(
+                    "CREATE TABLE {} (bookmark text PRIMARY KEY, holder text, \
+                     epoch bigint NOT NULL, beat bigint NOT NULL)",
+                    leases.quoted
                 ),
             ));
         }

@@ -71,6 +71,22 @@ impl TableName {
         })
     }
 
+    /// The table beside this one (same schema) that keeps the leases of this bookmarks table:
+    /// `<table>_leases`.
+    pub fn leases(&self) -> TableName {
+        let table = format!("{}_leases", self.table);
+        let quoted = match &self.schema {
+            Some(schema) => format!("{schema}.\"{table}\""),
+            None => format!("\"{table}\""),
+        };
+        TableName {
+            given: format!("{}_leases", self.given),
+            quoted,
+            table,
+            schema: self.schema.clone(),
+        }
+    }
+
     /// The quoted name of `object` (a function) in this table's schema, or unqualified (the
     /// first schema of the search path) when the table's name has no schema.
     pub fn sibling(&self, object: &str) -> String {

@@ -111,7 +111,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use evt_core::chrono::DateTime;
 use evt_core::util;
-use evt_core::{Error, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{Checkpoint, Error, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -169,10 +169,15 @@ struct Sql {
     snapshot: String,
     get_position: String,
     set_position: String,
+    get_lease: String,
+    take_free_lease: String,
+    swap_lease: String,
+    set_position_leased: String,
 }
 
 impl Sql {
     fn new(events: &str, bookmarks: &str) -> Self {
+        let leases = quoted(&leases_table(bookmarks));
         let (events, bookmarks) = (quoted(events), quoted(bookmarks));
         Sql {
             last_version: format!(
@@ -203,6 +208,24 @@ impl Sql {
                 "INSERT INTO {bookmarks} (bookmark, position) VALUES (?, ?) \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
             ),
+            get_lease: format!("SELECT holder, epoch, beat FROM {leases} WHERE bookmark = ?"),
+            take_free_lease: format!(
+                "INSERT INTO {leases} AS l (bookmark, holder, epoch, beat) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (bookmark) DO UPDATE \
+                 SET holder = excluded.holder, epoch = excluded.epoch, beat = excluded.beat \
+                 WHERE l.holder IS NULL AND l.epoch = 0 AND l.beat = 0"
+            ),
+            swap_lease: format!(
+                "UPDATE {leases} SET holder = ?2, epoch = ?3, beat = ?4 \
+                 WHERE bookmark = ?1 AND holder IS ?5 AND epoch = ?6 AND beat = ?7"
+            ),
+            // One statement: SQLite runs it under the database's write lock, so the check and
+            // the write are one step against every other process.
+            set_position_leased: format!(
+                "INSERT INTO {bookmarks} (bookmark, position) \
+                 SELECT ?1, ?2 FROM {leases} WHERE bookmark = ?1 AND holder = ?3 AND epoch = ?4 \
+                 ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
+            ),
         }
     }
 
@@ -228,6 +251,11 @@ impl Sql {
             vec!["?"; count].join(", ")
         )
     }
+}
+
+/// The table that keeps the leases of started handlers of a bookmarks table: `<bookmarks>_leases`.
+fn leases_table(bookmarks: &str) -> String {
+    format!("{bookmarks}_leases")
 }
 
 /// A checked identifier, quoted (a checked name has no `"` to escape).
@@ -589,6 +617,23 @@ impl SqliteProvider {
                 ),
             ));
         }
+        let leases = leases_table(&self.bookmarks);
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)",
+        )
+        .bind(&leases)
+        .fetch_one(&mut *connection)
+        .await?;
+        if !exists {
+            changes.push((
+                format!("created the table `{leases}` (the leases of started handlers)"),
+                format!(
+                    "CREATE TABLE {} (bookmark TEXT PRIMARY KEY, holder TEXT, \
+                     epoch INTEGER NOT NULL, beat INTEGER NOT NULL)",
+                    quoted(&leases)
+                ),
+            ));
+        }
         Ok(changes)
     }
 
@@ -694,6 +739,79 @@ impl Provider for SqliteProvider {
             .await
             .map_err(|e| failed(operation(), e))?;
         Ok(())
+    }
+
+    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+        let operation = || format!("read the lease of bookmark `{bookmark}`");
+        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(&self.sql.get_lease)
+            .bind(bookmark)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        let Some((holder, epoch, beat)) = row else {
+            return Ok(Lease::default());
+        };
+        let read = |value, what| {
+            non_negative(value, what).map_err(|problem| Error::provider(operation(), problem))
+        };
+        Ok(Lease::new(
+            holder,
+            read(epoch, "epoch")?,
+            read(beat, "beat")?,
+        ))
+    }
+
+    async fn swap_lease(
+        &self,
+        bookmark: &str,
+        expected: &Lease,
+        new: &Lease,
+    ) -> Result<bool, Error> {
+        let operation = || format!("swap the lease of bookmark `{bookmark}`");
+        let free = *expected == Lease::default();
+        let statement = if free {
+            &self.sql.take_free_lease
+        } else {
+            &self.sql.swap_lease
+        };
+        let mut query = sqlx::query(statement)
+            .bind(bookmark)
+            .bind(new.holder.as_deref())
+            .bind(bound(new.epoch))
+            .bind(bound(new.beat));
+        if !free {
+            query = query
+                .bind(expected.holder.as_deref())
+                .bind(bound(expected.epoch))
+                .bind(bound(expected.beat));
+        }
+        let done = query
+            .execute(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_checkpoint_leased(
+        &self,
+        bookmark: &str,
+        checkpoint: &Checkpoint,
+        lease: &Lease,
+    ) -> Result<bool, Error> {
+        let position = checkpoint.position;
+        let operation =
+            || format!("store bookmark `{bookmark}` at position {position} under its lease");
+        let stored = i64::try_from(position)
+            .map_err(|_| Error::provider(operation(), "larger than an SQLite INTEGER"))?;
+        let done = sqlx::query(&self.sql.set_position_leased)
+            .bind(bookmark)
+            .bind(stored)
+            .bind(lease.holder.as_deref())
+            .bind(bound(lease.epoch))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_events_from(
