@@ -23,7 +23,7 @@
 mod processes;
 mod proxy;
 
-pub use processes::{wake_child, wake_child_store, wake_parent};
+pub use processes::{child, child_store, failover_parent, wake_parent};
 pub use proxy::{Answered, CutProxy};
 
 use std::collections::{BTreeSet, HashMap};

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evt_core::testing::{Recorder, wake_child, wake_child_store, wake_parent};
+use evt_core::testing::{Recorder, child, child_store, failover_parent, wake_parent};
 use evt_core::{Checkpoint, Domain, NewEvent, Provider};
 use evt_mongo::MongoProvider;
 use evt_mongo::mongodb::Client;
@@ -150,17 +150,36 @@ async fn a_refused_token_reads_again_from_the_margin_before_its_position() {
     assert_eq!(handled, 5, "the margin's events are handled again");
 }
 
+/// The parent's database, in a child, reading pages of 10 events.
+async fn open(database: &str) -> Arc<MongoProvider> {
+    let client = Client::with_uri_str(common::url()).await.unwrap();
+    Arc::new(MongoProvider::new(&client.database(database)).limit(10))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_in_one_process_wakes_a_handler_in_another() {
-    if let Some(database) = wake_child_store() {
-        let client = Client::with_uri_str(common::url()).await.unwrap();
-        let provider = MongoProvider::new(&client.database(&database));
-        return wake_child(Arc::new(provider)).await;
+    if let Some(database) = child_store() {
+        return child(open(&database).await).await;
     }
     let provider = common::fresh(100).await;
     let database = provider.database().name().to_owned();
     wake_parent(
         "an_append_in_one_process_wakes_a_handler_in_another",
+        Arc::new(provider),
+        &database,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lease_holder_is_replaced_and_nothing_is_skipped() {
+    if let Some(database) = child_store() {
+        return child(open(&database).await).await;
+    }
+    let provider = common::fresh(10).await;
+    let database = provider.database().name().to_owned();
+    failover_parent(
+        "a_killed_lease_holder_is_replaced_and_nothing_is_skipped",
         Arc::new(provider),
         &database,
     )
