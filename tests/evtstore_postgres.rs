@@ -111,8 +111,14 @@ impl Tables {
 
 /// What `migrate` adds to evtstore's tables.
 fn assert_completes_evtstores_tables(changes: &[String]) {
-    assert_eq!(changes.len(), 4, "{changes:?}");
-    for wanted in ["`snapshot`", "`append_id`", "function", "trigger"] {
+    assert_eq!(changes.len(), 5, "{changes:?}");
+    for wanted in [
+        "`snapshot`",
+        "`append_id`",
+        "function",
+        "trigger",
+        "`DeptBookmarks_leases`",
+    ] {
         assert!(
             changes.iter().any(|change| change.contains(wanted)),
             "{wanted} in {changes:?}"

@@ -87,8 +87,9 @@ impl Tables {
 /// What `migrate` adds to a file evtstore's `knex` provider made: the snapshot column (knex's
 /// `(stream, position)` index serves as it is).
 fn assert_completes_evtstores_tables(changes: &[String]) {
-    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(changes[0].contains("`snapshot`"), "{changes:?}");
+    assert!(changes[1].contains("_leases`"), "{changes:?}");
 }
 
 /// The conformance suite on a file that evtstore's `knex` provider created (its `migrate`) and

@@ -1585,7 +1585,9 @@ pub async fn lease_swaps_race(factory: &impl Factory) {
 pub async fn one_started_handler_holds_the_lease(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
-    let lease_time = Duration::from_millis(400);
+    // Long enough that a renewal slowed by a loaded machine (a durable write on a busy server)
+    // does not let the lease lapse.
+    let lease_time = Duration::from_millis(1500);
     let first = domain.handler(Recorder::default()).lease_time(lease_time);
     let second = domain.handler(Recorder::default()).lease_time(lease_time);
     first.start();
