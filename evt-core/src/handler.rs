@@ -125,6 +125,9 @@ struct Config {
 
 #[derive(Default)]
 struct RunState {
+    /// The next load of the checkpoint goes on from the stored bookmark without tailing (after
+    /// a lease was held again).
+    resume_only: bool,
     /// Where the handler stands, once loaded; `None` makes the next run read the bookmark.
     checkpoint: Option<Checkpoint>,
     /// The stored checkpoint of an in-memory bookmark.
@@ -404,7 +407,12 @@ impl<P: Projection> Handler<P> {
             self.inner.provider.get_checkpoint(P::BOOKMARK).await?
         };
         let options = config.options;
-        if options.always_tail_stream || (options.tail_stream && stored.is_none()) {
+        let tail = if std::mem::take(&mut run.resume_only) {
+            (options.tail_stream || options.always_tail_stream) && stored.is_none()
+        } else {
+            options.always_tail_stream || (options.tail_stream && stored.is_none())
+        };
+        if tail {
             let end = self.inner.provider.get_last_checkpoint(P::STREAMS).await?;
             self.save(run, config, fence, &Checkpoint::at(u64::MAX), &end)
                 .await?;
@@ -441,6 +449,14 @@ impl<P: Projection> Handler<P> {
         } else {
             provider.set_checkpoint(P::BOOKMARK, checkpoint).await
         }
+    }
+
+    /// Forgets the position held in memory, so that the next run goes on from the stored bookmark
+    /// (tailing only if there is none and a tail option is on).
+    async fn resume_from_bookmark(&self) {
+        let mut run = self.inner.run.lock().await;
+        run.checkpoint = None;
+        run.resume_only = true;
     }
 
     /// Forgets the position held in memory, so the next run reads the bookmark again
@@ -566,7 +582,7 @@ async fn run_loop<P: Projection>(
     }
     // The epoch of the lease the last run held: a new one means another holder may have moved
     // the bookmark since, so the next run reads it again.
-    let mut last_epoch = None;
+    let mut last_lease: Option<Lease> = None;
     loop {
         if *stopped.borrow_and_update() {
             return;
@@ -581,11 +597,20 @@ async fn run_loop<P: Projection>(
                     },
                 };
                 let Some(lease) = lease else { return };
-                if last_epoch.replace(lease.epoch) != Some(lease.epoch) {
-                    match inner.upgrade() {
-                        Some(inner) => Handler { inner }.reset().await,
-                        None => return,
+                let same = last_lease
+                    .as_ref()
+                    .is_some_and(|last| last.holder == lease.holder && last.epoch == lease.epoch);
+                if !same {
+                    if last_lease.is_some() {
+                        // Held again after another holder may have moved the bookmark: go on
+                        // from the stored bookmark (even with `always_tail_stream`, which
+                        // applies when started, not here).
+                        match inner.upgrade() {
+                            Some(inner) => Handler { inner }.resume_from_bookmark().await,
+                            None => return,
+                        }
                     }
+                    last_lease = Some(lease.clone());
                 }
                 Some(lease)
             }
@@ -609,11 +634,28 @@ async fn run_loop<P: Projection>(
         let failed = match run {
             Ok(Ok(_)) => false,
             Ok(Err(Error::LeaseLost { epoch, .. })) => {
-                // The keeper says so too; wait until it holds a lease of another epoch, or none.
+                // Lapsed (a slow renewal: wait until a renewal makes it valid again; its
+                // compare-and-swap proves no one took it over) or refused by the store while
+                // valid here (wait for the next renewal, which finds it lost, or for it to end).
                 if let Some(held) = &mut held {
+                    let now = held
+                        .borrow()
+                        .as_ref()
+                        .map(|held| (Held::is_valid(Some(held), epoch), held.valid_until));
+                    let (valid, until) = now.unwrap_or((false, tokio::time::Instant::now()));
+                    let changed = |held: &Option<Held>| {
+                        held.as_ref().is_none_or(|held| {
+                            held.lease.epoch != epoch
+                                || if valid {
+                                    held.valid_until > until
+                                } else {
+                                    Held::is_valid(Some(held), epoch)
+                                }
+                        })
+                    };
                     tokio::select! {
                         _ = stopped.changed() => return,
-                        _ = held.wait_for(|held| held.as_ref().is_none_or(|held| held.lease.epoch != epoch)) => {}
+                        _ = held.wait_for(changed) => {}
                     }
                 }
                 continue;

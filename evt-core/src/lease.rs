@@ -8,14 +8,19 @@
 //!   changed for `lease_time`, measured on this process's clock from when this standby first saw
 //!   it (so clocks of different machines need not agree). Taking it raises the epoch.
 //! - *Holder*: it renews every `lease_time / 3` (the beat goes up). It counts the lease as its own
-//!   until `lease_time` after the start of its last successful renewal: no standby can take it
-//!   over before then, as a standby's wait starts no earlier than that renewal's write. A refused
-//!   renewal, or no successful one in time, ends the holding.
+//!   until four fifths of `lease_time` after the start of its last successful renewal: no standby
+//!   can take it over before `lease_time` after it, as a standby's wait starts no earlier than
+//!   that renewal's write (the fifth is a margin for clocks running at slightly different
+//!   rates). A refused renewal ends the holding; a renewal that succeeds late (after a lapse)
+//!   resumes it, since its compare-and-swap proves no one took the lease over in between. A
+//!   write whose answer was lost is recognised by reading the record again. Every call to the
+//!   store is bounded by a third of the lease time.
 //! - *Fencing*: the handler stores its bookmark only while the record still has its holder and
 //!   epoch, checked by the provider in the same atomic write
 //!   ([`Provider::set_checkpoint_leased`]). A holder that was paused past its lease (or cut off)
 //!   and wakes cannot move the bookmark back; it stops before its next event.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +40,25 @@ impl Held {
     /// Whether `held` is a lease of epoch `epoch` still valid now.
     pub(crate) fn is_valid(held: Option<&Held>, epoch: u64) -> bool {
         held.is_some_and(|held| held.lease.epoch == epoch && held.valid_until > Instant::now())
+    }
+}
+
+/// How long a lease stays valid for its holder after the start of a renewal: four fifths of the
+/// lease time (standbys wait the whole of it).
+fn validity(lease_time: Duration) -> Duration {
+    lease_time - lease_time / 5
+}
+
+/// A call to the store, given up after `limit` (a hung connection must not keep the keeper from
+/// renewing, standing by or stopping).
+async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, crate::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
     }
 }
 
@@ -91,10 +115,9 @@ pub(crate) async fn keep(
         }
     }
     if let Some(lease) = mine {
-        match provider
-            .swap_lease(bookmark, &lease, &lease.released())
-            .await
-        {
+        let released = lease.released();
+        let release = provider.swap_lease(bookmark, &lease, &released);
+        match bounded(lease_time, release).await {
             Ok(_) => tracing::info!(bookmark, holder, epoch = lease.epoch, "lease released"),
             Err(error) => {
                 tracing::warn!(bookmark, holder, %error, "lease not released; a standby takes it over after the lease time")
@@ -115,11 +138,23 @@ async fn renew(
     let started = Instant::now();
     let renewed = lease.renewed();
     let holder = lease.holder.as_deref().unwrap_or_default();
-    match provider.swap_lease(bookmark, lease, &renewed).await {
+    let limit = lease_time / 3;
+    let mut outcome = bounded(limit, provider.swap_lease(bookmark, lease, &renewed)).await;
+    if !matches!(outcome, Ok(true)) {
+        // The renewal may have been stored with its answer lost: then the record is ours.
+        if let Ok(current) = bounded(limit, provider.get_lease(bookmark)).await {
+            if current == renewed {
+                outcome = Ok(true);
+            } else if current.holder != lease.holder || current.epoch != lease.epoch {
+                outcome = Ok(false);
+            }
+        }
+    }
+    match outcome {
         Ok(true) => {
             held.send_replace(Some(Held {
                 lease: renewed.clone(),
-                valid_until: started + lease_time,
+                valid_until: started + validity(lease_time),
             }));
             Some(renewed)
         }
@@ -134,13 +169,11 @@ async fn renew(
             None
         }
         Err(error) => {
-            if Held::is_valid(held.borrow().as_ref(), lease.epoch) {
-                tracing::warn!(bookmark, holder, %error, "lease not renewed; trying again");
-                return Some(lease.clone());
-            }
-            held.send_replace(None);
-            tracing::warn!(bookmark, holder, epoch = lease.epoch, %error, "lease lost: not renewed within the lease time");
-            None
+            // Still ours in the store as far as anyone knows: keep renewing. While it has
+            // lapsed here, the handler handles nothing; a standby may take it over meanwhile,
+            // which the next renewal finds.
+            tracing::warn!(bookmark, holder, %error, "lease not renewed; trying again");
+            Some(lease.clone())
         }
     }
 }
@@ -154,10 +187,17 @@ async fn try_take(
     held: &watch::Sender<Option<Held>>,
     seen: &mut Option<(Lease, Instant)>,
 ) -> Option<Lease> {
-    let current = match provider.get_lease(bookmark).await {
+    let limit = lease_time / 3;
+    let current = match bounded(limit, provider.get_lease(bookmark)).await {
         Ok(current) => current,
         Err(error) => {
-            tracing::warn!(bookmark, holder, %error, "lease not read; trying again");
+            tracing::error!(
+                bookmark,
+                holder,
+                %error,
+                "lease not read: the handler handles nothing until it can (run the provider's \
+                 `migrate`, or start the handler `without_lease()`); trying again"
+            );
             return None;
         }
     };
@@ -173,11 +213,18 @@ async fn try_take(
     }
     let started = Instant::now();
     let granted = current.granted_to(holder);
-    match provider.swap_lease(bookmark, &current, &granted).await {
+    let mut outcome = bounded(limit, provider.swap_lease(bookmark, &current, &granted)).await;
+    if outcome.is_err()
+        && let Ok(now) = bounded(limit, provider.get_lease(bookmark)).await
+    {
+        // Stored with its answer lost: the lease is ours.
+        outcome = Ok(now == granted);
+    }
+    match outcome {
         Ok(true) => {
             held.send_replace(Some(Held {
                 lease: granted.clone(),
-                valid_until: started + lease_time,
+                valid_until: started + validity(lease_time),
             }));
             match &current.holder {
                 Some(previous) => tracing::info!(

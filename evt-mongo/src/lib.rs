@@ -391,7 +391,8 @@ impl Provider for MongoProvider {
 
     /// The lease is kept in the bookmark's document (`leaseHolder`, `leaseEpoch`, `leaseBeat`),
     /// so that a fenced bookmark write is one document's atomic update; written under the
-    /// provider's write concern (majority by default), so that a failover does not undo a grant.
+    /// majority write concern whatever the provider's, so that a failover does not undo a grant;
+    /// needs the unique index on `bookmark` that `migrate` makes.
     async fn swap_lease(
         &self,
         bookmark: &str,
@@ -422,7 +423,7 @@ impl Provider for MongoProvider {
             .bookmarks
             .update_one(filter, update)
             .upsert(free)
-            .write_concern(self.write_concern.clone())
+            .write_concern(WriteConcern::majority())
             .await
         {
             Ok(result) => Ok(result.matched_count == 1 || result.upserted_id.is_some()),
@@ -459,7 +460,7 @@ impl Provider for MongoProvider {
                 checkpoint_update(checkpoint)
                     .map_err(|problem| Error::provider(operation(), problem))?,
             )
-            .write_concern(self.write_concern.clone())
+            .write_concern(WriteConcern::majority())
             .await
             .map_err(|e| failed(operation(), e))?;
         Ok(result.matched_count == 1)
