@@ -17,7 +17,10 @@
 //! - W3: 100,000 events (10,000 departments x 10); a handler with a persisted bookmark counts
 //!   managers per department from position 0 until caught up (events/s);
 //! - W4: with a started handler, from a command returning to the handler having handled its event,
-//!   p50 and p99 over 1,000 commands.
+//!   p50 and p99 over 1,000 commands;
+//! - W4x: W4 with the handler in another process (this binary, run again), which learns of each
+//!   append through the provider's wake-up across processes: p50 and p99 over 200 commands (not
+//!   on memory).
 //!
 //! Every workload checks its result outside the timed part.
 
@@ -75,12 +78,23 @@ fn line(backend: &str, workload: &str, n: usize, seconds: f64, extra: serde_json
 
 /// A fresh, empty provider of the backend.
 async fn fresh(backend: &str) -> Result<Arc<dyn Provider>, Error> {
+    Ok(fresh_named(backend).await?.0)
+}
+
+/// A fresh store and its name, which [`open`] opens again (in another process).
+async fn fresh_named(backend: &str) -> Result<(Arc<dyn Provider>, String), Error> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let unique = format!(
         "evt_bench_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
+    let provider = open(backend, &unique).await?;
+    Ok((provider, unique))
+}
+
+/// The store `unique` of `backend`, made or completed by `migrate`.
+async fn open(backend: &str, unique: &str) -> Result<Arc<dyn Provider>, Error> {
     Ok(match backend {
         "memory" => Arc::new(MemoryProvider::new()),
         "sqlite" => {
@@ -389,6 +403,104 @@ async fn w4(backend: &str, scale: Scale) -> Result<(), Error> {
     Ok(())
 }
 
+/// W4x's child process: a started handler that prints, for each department it handles, its id
+/// and the time (µs since the epoch), until killed.
+async fn w4x_child(backend: &str, unique: &str) -> Result<(), Error> {
+    struct Printer;
+    #[projection(bookmark = "w4x-arrivals", streams = ["departments"])]
+    impl Printer {
+        fn created(&self, id: &str, _: &department::DepartmentCreated, _: &Meta) {
+            println!("{id} {}", micros_now());
+        }
+    }
+    let domain = Domain::from_arc(open(backend, unique).await?);
+    let handler = domain.handler(Printer);
+    handler.start();
+    // A first run has read the (empty) history.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("ready");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn micros_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros()
+}
+
+/// W4x: W4 with the handler in another process: from a command returning here to the handler
+/// there having handled its event (both times from the machine's clock). It learns of the
+/// append through the provider's wake-up across processes; its poll interval is the default.
+async fn w4x(backend: &str, scale: Scale) -> Result<(), Error> {
+    use std::io::BufRead;
+    let (provider, unique) = fresh_named(backend).await?;
+    let domain = Domain::from_arc(provider);
+    let commands = DepartmentCommands::new(&domain);
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--w4x-child", backend, &unique])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("the child's output")?;
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next = || lines.recv_timeout(Duration::from_secs(30));
+    let outcome = async {
+        if next()? != "ready" {
+            return Err(Error::from("the W4x child did not start"));
+        }
+        let count = scale.w4_commands / 5;
+        let mut latencies = Vec::with_capacity(count);
+        let start = Instant::now();
+        for i in 0..count {
+            let id = department_id(i);
+            commands
+                .create(
+                    &id,
+                    Create {
+                        tenant_id: "tenant-1".into(),
+                        name: id.clone(),
+                    },
+                )
+                .await?;
+            let returned = micros_now();
+            let line = tokio::task::block_in_place(next)?;
+            let (handled_id, at) = line.split_once(' ').ok_or("a W4x line")?;
+            assert_eq!(handled_id, id, "the child handles departments in order");
+            let at: u128 = at.parse()?;
+            latencies.push(Duration::from_micros(
+                u64::try_from(at.saturating_sub(returned)).unwrap_or(0),
+            ));
+        }
+        Ok::<_, Error>((count, start.elapsed().as_secs_f64(), latencies))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (count, seconds, mut latencies) = outcome?;
+    latencies.sort();
+    let ms = |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        (latencies[index].as_secs_f64() * 1e6).round() / 1e3
+    };
+    line(
+        backend,
+        "W4x",
+        count,
+        seconds,
+        json!({"p50_ms": ms(0.5), "p99_ms": ms(0.99), "handler": "another process"}),
+    );
+    Ok(())
+}
+
 /// W1's bound on MongoDB: the same 10 commands per department as bare driver calls, without
 /// evt: find the department's events (sorted by version, as a load does), then insert one event
 /// document with evt's write concern. What the server allows two round trips per command.
@@ -459,11 +571,20 @@ async fn run(backend: &str, scale: Scale, only: &[String]) -> Result<(), Error> 
     if on("W4") {
         w4(backend, scale).await?;
     }
+    if on("W4x") && backend != "memory" {
+        w4x(backend, scale).await?;
+    }
     Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, backend, unique] = args.as_slice()
+        && flag == "--w4x-child"
+    {
+        return w4x_child(backend, unique).await;
+    }
     let mut scale = FULL;
     let mut backends = Vec::new();
     let mut only = Vec::new();

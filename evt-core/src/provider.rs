@@ -226,6 +226,10 @@ fn no_leases(bookmark: &str) -> Error {
 ///   Where positions increase in commit order (memory, PostgreSQL, SQLite: a reader that has seen
 ///   position `p` never later finds a new event below `p`), `read_after` is `get_events_from`;
 ///   where they do not (MongoDB), the provider implements `read_after` on its own.
+/// - leases (optional; started handlers use them unless started `without_lease()`):
+///   [`Provider::swap_lease`] is an atomic compare-and-swap of the whole [`Lease`] record against
+///   every process, and [`Provider::set_checkpoint_leased`] stores a bookmark only while the record
+///   has the given holder and epoch, in the same atomic step; taking a lease stores no position.
 ///
 /// Events come back shared (`Arc`), so that a provider holding them in memory hands them out
 /// without copying their documents.

@@ -18,7 +18,11 @@
 //! commands, empty aggregates, bookmarks, version conflicts, in-memory bookmarks, several streams,
 //! tail options, continue-on-error, snapshots) and what evtstore gets wrong: atomic appends,
 //! exactly one winner per version under concurrent writers, and handlers that see every event
-//! exactly once, in position order, while many writers append.
+//! exactly once, in position order, while many writers append; and the lease contract (one swap
+//! wins, fenced bookmark writes, one started handler of a bookmark handles events at a time).
+//!
+//! [`wake_parent`] and [`failover_parent`] test a provider with real processes (a child
+//! process wakes on an append; a killed lease holder is replaced and nothing is skipped).
 
 mod processes;
 mod proxy;
