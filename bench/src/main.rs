@@ -119,7 +119,7 @@ async fn open(backend: &str, unique: &str) -> Result<Arc<dyn Provider>, Error> {
             let url = std::env::var("EVT_MONGO_URL")
                 .map_err(|_| "EVT_MONGO_URL is not set (./scripts/bench sets it)")?;
             let client = evt_mongo::mongodb::Client::with_uri_str(&url).await?;
-            let provider = evt_mongo::MongoProvider::new(&client.database(&unique));
+            let provider = evt_mongo::MongoProvider::new(&client.database(unique));
             provider.migrate().await?;
             Arc::new(provider)
         }
