@@ -144,10 +144,33 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// [`Handler::wait_until_handled`](crate::Handler::wait_until_handled) gave up: the
+    /// handler has not handled the aggregate's event; `reason` says why (time up, with where the
+    /// handler is; the failing event it stopped at; a stream it does not read).
+    #[error(
+        "the handler of bookmark `{bookmark}` has not handled `{stream}/{aggregate_id}` version {version}: {reason}",
+        bookmark = cut(.bookmark),
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id)
+    )]
+    NotHandled {
+        /// The handler's bookmark.
+        bookmark: String,
+        /// The aggregate's stream.
+        stream: String,
+        /// The aggregate's id.
+        aggregate_id: String,
+        /// The version waited for.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+
     /// A started handler lost its bookmark's lease (another instance took it over, or it could
     /// not renew it in time), so it stopped before storing the bookmark; it waits as a standby.
     #[error(
-        "the handler of bookmark `{bookmark}` lost its lease (holder `{holder}`, epoch {epoch}): another instance handles its events now"
+        "the handler of bookmark `{bookmark}` lost its lease (holder `{holder}`, epoch {epoch}): another instance handles its events now",
+        bookmark = cut(.bookmark)
     )]
     LeaseLost {
         /// The bookmark.
@@ -372,6 +395,18 @@ mod tests {
                 aggregate_id: long.to_owned(),
                 expected: 3,
                 source: "connection lost".into(),
+            },
+            Error::NotHandled {
+                bookmark: long.to_owned(),
+                stream: long.to_owned(),
+                aggregate_id: long.to_owned(),
+                version: 2,
+                reason: "not within 1s".to_owned(),
+            },
+            Error::LeaseLost {
+                bookmark: long.to_owned(),
+                holder: "h/1/ab".to_owned(),
+                epoch: 2,
             },
         ]
     }

@@ -79,7 +79,8 @@ macro_rules! provider_tests {
             atomic_multi_event_appends,
             lease_contract,
             lease_swaps_race,
-            one_started_handler_holds_the_lease
+            one_started_handler_holds_the_lease,
+            waiting_until_a_handler_handled_a_command
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1697,4 +1698,61 @@ pub async fn one_started_handler_holds_the_lease(factory: &impl Factory) {
     );
     assert_eq!(third.projection().seen()[0].aggregate_id, "d");
     third.stop().await;
+}
+
+/// Read your writes: a command's result can be awaited on a started handler (in this process,
+/// or through the stored bookmark for another one); a stopped handler times out saying where it
+/// is; one that stopped at a failing event says so at once.
+pub async fn waiting_until_a_handler_handled_a_command(factory: &impl Factory) {
+    let domain = domain(factory, 100).await;
+    let commands = ExampleCommands::new(&domain);
+    let handler = domain.handler(Recorder::default());
+    handler.start();
+    let wait = Duration::from_secs(30);
+    for id in ["a", "b", "c"] {
+        let example = create(&commands, id).await;
+        handler.wait_until_handled(&example, wait).await.unwrap();
+        let seen = handler.projection().seen();
+        assert_eq!(seen.last().map(|meta| meta.aggregate_id.as_str()), Some(id));
+    }
+    // A second handler value of the same bookmark, never run here, sees the stored bookmark.
+    let other = domain.handler(Recorder::default());
+    let c = domain.load::<Example>("c").await.unwrap();
+    other.wait_until_handled(&c, wait).await.unwrap();
+    assert!(
+        other.projection().seen().is_empty(),
+        "it waited without handling"
+    );
+    let nothing = Versioned::<Example>::new("none");
+    other.wait_until_handled(&nothing, wait).await.unwrap();
+
+    handler.stop().await;
+    let d = create(&commands, "d").await;
+    let error = handler
+        .wait_until_handled(&d, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::NotHandled { version: 1, .. }),
+        "{message}"
+    );
+    for part in ["recorder", "examples/d", "not within 100ms"] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+
+    let poisoned = commands.poison("d", Poison).await.unwrap();
+    let error = handler.run_once().await.unwrap_err();
+    assert!(matches!(error, Error::Handler { .. }), "{error}");
+    let started = tokio::time::Instant::now();
+    let error = handler
+        .wait_until_handled(&poisoned, wait)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("stopped at the event at position") && error.contains("is poisoned"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "said at once");
 }
