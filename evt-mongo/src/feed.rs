@@ -394,6 +394,9 @@ impl MongoProvider {
                 ));
             };
             let event = stored_event(document)?;
+            // What the wait was for may be this event: the next empty poll looks again (the
+            // wait ran its whole bound after the event came, 2 s more for a handler).
+            catch_up_until = None;
             tail.resume.token = token.clone();
             tail.resume.since = tail.resume.since.max(event.meta.position);
             checkpoint = Checkpoint {

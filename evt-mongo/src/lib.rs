@@ -460,7 +460,6 @@ impl Provider for MongoProvider {
                 checkpoint_update(checkpoint)
                     .map_err(|problem| Error::provider(operation(), problem))?,
             )
-            .write_concern(WriteConcern::majority())
             .await
             .map_err(|e| failed(operation(), e))?;
         Ok(result.matched_count == 1)
