@@ -388,11 +388,7 @@ async fn w4(backend: &str, scale: Scale) -> Result<(), Error> {
     }
     let seconds = start.elapsed().as_secs_f64();
     handler.stop().await;
-    latencies.sort();
-    let ms = |q: f64| {
-        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-        (latencies[index].as_secs_f64() * 1e6).round() / 1e3
-    };
+    let ms = percentiles(latencies);
     line(
         backend,
         "W4",
@@ -401,6 +397,15 @@ async fn w4(backend: &str, scale: Scale) -> Result<(), Error> {
         json!({"p50_ms": ms(0.5), "p99_ms": ms(0.99)}),
     );
     Ok(())
+}
+
+/// The quantiles of `latencies` in milliseconds (µs precision).
+fn percentiles(mut latencies: Vec<Duration>) -> impl Fn(f64) -> f64 {
+    latencies.sort();
+    move |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        (latencies[index].as_secs_f64() * 1e6).round() / 1e3
+    }
 }
 
 /// W4x's child process: a started handler that prints, for each department it handles, its id
@@ -485,12 +490,8 @@ async fn w4x(backend: &str, scale: Scale) -> Result<(), Error> {
     .await;
     let _ = child.kill();
     let _ = child.wait();
-    let (count, seconds, mut latencies) = outcome?;
-    latencies.sort();
-    let ms = |q: f64| {
-        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-        (latencies[index].as_secs_f64() * 1e6).round() / 1e3
-    };
+    let (count, seconds, latencies) = outcome?;
+    let ms = percentiles(latencies);
     line(
         backend,
         "W4x",

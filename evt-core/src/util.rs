@@ -118,6 +118,25 @@ fn is_secret_key(key: &str) -> bool {
         .any(|word| key.contains(word))
 }
 
+/// A [`Lease`](crate::Lease) from the row an SQL provider keeps it in (`holder`, `epoch`, `beat`,
+/// the numbers as signed 64-bit integers); a negative number is a malformed row.
+///
+/// ```
+/// let lease = evt_core::util::lease_row(Some("a/1/ff".into()), 2, 5).unwrap();
+/// assert_eq!((lease.epoch, lease.beat), (2, 5));
+/// assert!(evt_core::util::lease_row(None, -1, 0).is_err());
+/// ```
+pub fn lease_row(holder: Option<String>, epoch: i64, beat: i64) -> Result<crate::Lease, String> {
+    let number = |value: i64, what: &str| {
+        u64::try_from(value).map_err(|_| format!("the lease's `{what}` is negative: {value}"))
+    };
+    Ok(crate::Lease::new(
+        holder,
+        number(epoch, "epoch")?,
+        number(beat, "beat")?,
+    ))
+}
+
 /// The `type` of a stored event document (`""` when it has none), read without decoding the rest:
 /// what a provider puts in [`StoredEvent::event_type`](crate::StoredEvent::event_type).
 pub fn event_type(json: &serde_json::value::RawValue) -> String {

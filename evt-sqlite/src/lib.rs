@@ -751,14 +751,8 @@ impl Provider for SqliteProvider {
         let Some((holder, epoch, beat)) = row else {
             return Ok(Lease::default());
         };
-        let read = |value, what| {
-            non_negative(value, what).map_err(|problem| Error::provider(operation(), problem))
-        };
-        Ok(Lease::new(
-            holder,
-            read(epoch, "epoch")?,
-            read(beat, "beat")?,
-        ))
+        util::lease_row(holder, epoch, beat)
+            .map_err(|problem| Error::provider(operation(), problem))
     }
 
     async fn swap_lease(
