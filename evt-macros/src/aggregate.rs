@@ -14,6 +14,9 @@ const KEYS: &[&str] = &["stream", "events", "snapshot", "create", "crate"];
 #[derive(Default)]
 struct Args {
     stream: Option<LitStr>,
+    /// The string given to an unknown key (a misspelled `stream`), which the expansion uses in
+    /// its place, so that the one error at the typo is the only one.
+    stand_in: Option<LitStr>,
     events: Option<syn::Type>,
     snapshot: Option<LitStr>,
     create: Option<syn::Path>,
@@ -50,6 +53,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
     let mut args = Args::default();
     let span = attr.span();
+    let mut unknown = Vec::new();
     let parsed = args::parse(cx, attr, |meta| {
         if meta.path.is_ident("stream") {
             args::once(&meta, &args.stream)?;
@@ -74,10 +78,24 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
         } else {
-            return Err(args::unknown_key(&meta, "aggregate", KEYS));
+            // Reported, and its value read past, so that the keys after it are still read.
+            unknown.push(args::unknown_key(&meta, "aggregate", KEYS));
+            if meta.input.peek(syn::Token![=]) {
+                if let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(value),
+                    ..
+                }) = meta.value()?.parse::<syn::Expr>()?
+                {
+                    args.stand_in.get_or_insert(value);
+                }
+            }
         }
         Ok(())
     });
+    let parsed = parsed && unknown.is_empty();
+    for error in unknown {
+        cx.push(error);
+    }
     let example = format!(
         "`#[aggregate(stream = \"{}\", events = {name}Event)]`",
         args::example_stream(name)
@@ -193,7 +211,10 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
 }
 
 fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
-    let (Some(stream), Some(events)) = (&args.stream, &args.events) else {
+    let (Some(stream), Some(events)) = (
+        args.stream.as_ref().or(args.stand_in.as_ref()),
+        &args.events,
+    ) else {
         return quote!(#input);
     };
     let krate = args::runtime_path(args.krate.clone());
