@@ -80,14 +80,13 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
         } else {
             // Reported, and its value read past, so that the keys after it are still read.
             unknown.push(args::unknown_key(&meta, "aggregate", KEYS));
-            if meta.input.peek(syn::Token![=]) {
-                if let syn::Expr::Lit(syn::ExprLit {
+            if meta.input.peek(syn::Token![=])
+                && let syn::Expr::Lit(syn::ExprLit {
                     lit: syn::Lit::Str(value),
                     ..
                 }) = meta.value()?.parse::<syn::Expr>()?
-                {
-                    args.stand_in.get_or_insert(value);
-                }
+            {
+                args.stand_in.get_or_insert(value);
             }
         }
         Ok(())
