@@ -78,13 +78,10 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
         } else {
-            // Reported, and its value read past, so that the keys after it are still read.
-            unknown.push(args::unknown_key(&meta, "aggregate", KEYS));
-            if meta.input.peek(syn::Token![=])
-                && let syn::Expr::Lit(syn::ExprLit {
-                    lit: syn::Lit::Str(value),
-                    ..
-                }) = meta.value()?.parse::<syn::Expr>()?
+            if let Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(value),
+                ..
+            })) = args::skip_unknown(&meta, "aggregate", KEYS, &mut unknown)?
             {
                 args.stand_in.get_or_insert(value);
             }

@@ -37,6 +37,27 @@ pub(crate) fn unknown_key(
     ))
 }
 
+/// Records the error for a key that `attribute` does not know ([`unknown_key`]) in `unknown`,
+/// and reads past its value (`key = value` or `key(..)`), so that the keys after it are still
+/// read: one mistake, one message. Returns the value of `key = value`.
+pub(crate) fn skip_unknown(
+    meta: &ParseNestedMeta<'_>,
+    attribute: &str,
+    keys: &[&str],
+    unknown: &mut Vec<syn::Error>,
+) -> syn::Result<Option<syn::Expr>> {
+    unknown.push(unknown_key(meta, attribute, keys));
+    if meta.input.peek(syn::Token![=]) {
+        return Ok(Some(meta.value()?.parse()?));
+    }
+    if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(None)
+}
+
 /// Parses `#[name(...)]` arguments with `each`, collecting errors into `cx`.
 ///
 /// Returns whether they parsed: after a bad argument the rest are unread, so callers report

@@ -62,6 +62,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     let mut args = Args::default();
     let span = attr.span();
+    let mut unknown = Vec::new();
     let parsed = args::parse(cx, attr, |meta| {
         if meta.path.is_ident("bookmark") {
             args::once(&meta, &args.bookmark)?;
@@ -119,10 +120,14 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
         } else {
-            return Err(args::unknown_key(&meta, "projection", KEYS));
+            args::skip_unknown(&meta, "projection", KEYS, &mut unknown)?;
         }
         Ok(())
     });
+    let parsed = parsed && unknown.is_empty();
+    for error in unknown {
+        cx.push(error);
+    }
     if parsed && args.bookmark.is_none() {
         cx.push(syn::Error::new(
             span,
