@@ -260,11 +260,7 @@ impl<P: Projection> Handler<P> {
         task.as_ref()
             .filter(|task| !*task.done.borrow())
             .and_then(|task| task.held.as_ref())
-            .is_some_and(|held| {
-                let held = held.borrow();
-                held.as_ref()
-                    .is_some_and(|held| Held::is_valid(Some(held), held.lease.epoch))
-            })
+            .is_some_and(|held| held.borrow().as_ref().is_some_and(Held::is_valid))
     }
 
     /// The projection, e.g. to query its read model.
@@ -404,7 +400,13 @@ impl<P: Projection> Handler<P> {
     /// [`Error::LeaseLost`] once the lease the run holds is no longer valid.
     fn check(&self, fence: Option<&Fence<'_>>) -> Result<(), Error> {
         match fence {
-            Some(fence) if !Held::is_valid(fence.held.borrow().as_ref(), fence.lease.epoch) => {
+            Some(fence)
+                if !fence
+                    .held
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|held| held.is_valid_for(fence.lease.epoch)) =>
+            {
                 Err(self.lease_lost(fence.lease))
             }
             _ => Ok(()),
@@ -753,7 +755,7 @@ async fn run_loop<P: Projection>(
                     let now = held
                         .borrow()
                         .as_ref()
-                        .map(|held| (Held::is_valid(Some(held), epoch), held.valid_until));
+                        .map(|held| (held.is_valid_for(epoch), held.valid_until));
                     let (valid, until) = now.unwrap_or((false, tokio::time::Instant::now()));
                     let changed = |held: &Option<Held>| {
                         held.as_ref().is_none_or(|held| {
@@ -761,7 +763,7 @@ async fn run_loop<P: Projection>(
                                 || if valid {
                                     held.valid_until > until
                                 } else {
-                                    Held::is_valid(Some(held), epoch)
+                                    held.is_valid_for(epoch)
                                 }
                         })
                     };

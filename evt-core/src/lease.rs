@@ -37,9 +37,14 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    /// Whether `held` is a lease of epoch `epoch` still valid now.
-    pub(crate) fn is_valid(held: Option<&Held>, epoch: u64) -> bool {
-        held.is_some_and(|held| held.lease.epoch == epoch && held.valid_until > Instant::now())
+    /// Whether it is still valid now.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.valid_until > Instant::now()
+    }
+
+    /// Whether it is a lease of epoch `epoch` still valid now.
+    pub(crate) fn is_valid_for(&self, epoch: u64) -> bool {
+        self.lease.epoch == epoch && self.is_valid()
     }
 }
 
