@@ -295,7 +295,7 @@ async fn the_snapshot_is_the_folded_state() {
         .unwrap();
     let snapshot = domain
         .provider()
-        .get_snapshot("departments", "d-1")
+        .snapshot("departments", "d-1")
         .await
         .unwrap()
         .expect("`snapshot = \"1\"` stores the state with each append");
@@ -316,7 +316,7 @@ async fn events_are_stored_as_evtstore_stores_them() {
         .unwrap();
     let stored = domain
         .provider()
-        .get_events_for("departments", "d-1", 0, 10)
+        .aggregate_events("departments", "d-1", 0, 10)
         .await
         .unwrap();
     assert_eq!(

@@ -109,7 +109,7 @@ async fn evt_reads_and_writes_a_store_evtstore_made() {
     );
     // evtstore's bookmark, at evtstore's position.
     let bookmark = provider
-        .get_checkpoint("evtstore-model")
+        .checkpoint("evtstore-model")
         .await
         .unwrap()
         .unwrap();

@@ -159,7 +159,7 @@ async fn evt_reads_and_writes_tables_evtstore_made() {
         assert_completes_evtstores_tables(&provider.migrate().await.unwrap());
         assert!(provider.migrate().await.unwrap().is_empty(), "idempotent");
         // evtstore's bookmark, at evtstore's position.
-        let bookmark = provider.get_position("evtstore-model").await.unwrap();
+        let bookmark = provider.position("evtstore-model").await.unwrap();
         assert_eq!(bookmark, written["position"].as_u64(), "{driver}");
 
         let domain = Domain::new(provider.clone());

@@ -322,17 +322,17 @@ async fn w3(backend: &str, scale: Scale) -> Result<(), Error> {
     let counts = handler.projection().counts.lock().unwrap().clone();
     assert_eq!(counts.len(), scale.w3_departments);
     assert!(counts.values().all(|&count| count == 9));
-    let bookmark = provider.get_position("w3-manager-counts").await?;
+    let bookmark = provider.position("w3-manager-counts").await?;
     assert_eq!(
         bookmark,
-        Some(provider.get_last_position(&["departments"]).await?)
+        Some(provider.last_position(&["departments"]).await?)
     );
     line(
         backend,
         "W3",
         total,
         seconds,
-        json!({"bookmark": "persisted", "page": provider.limit()}),
+        json!({"bookmark": "persisted", "page": provider.page_size()}),
     );
     Ok(())
 }

@@ -1,10 +1,17 @@
 //! Commands: load the aggregate, decide, append at the loaded version, return the new aggregate.
 //!
-//! `#[commands(client = ...)]` generates a typed client whose methods call these steps.
+//! `#[commands(client = ...)]` generates a typed client whose methods call [`Commands::run`].
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::time::Duration;
+
+use tracing::Instrument;
 
 use crate::{Aggregate, CommandError, Domain, Error, Versioned};
+
+/// The longest pause before deciding a command again after a version conflict.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The untyped steps of every command on aggregates of type `A`, used by generated clients.
 pub struct Commands<A> {
@@ -44,20 +51,70 @@ impl<A: Aggregate> Commands<A> {
         &self.domain
     }
 
-    /// The tracing span of one command.
-    pub fn span(&self, command: &'static str, aggregate_id: &str) -> tracing::Span {
-        tracing::debug_span!("evt.command", stream = A::STREAM, command, aggregate_id)
+    /// Runs the command `command` on the aggregate `aggregate_id`: `decide` is the command
+    /// handler with its payload, given the aggregate and a payload and giving both back with its
+    /// decision (so that an `async fn` handler may borrow the aggregate).
+    ///
+    /// With the domain's cache on and a payload that can be cloned (`clone`), it decides on the
+    /// cached aggregate first and appends at its version ([`Commands::commit_cached`]). Otherwise,
+    /// or when that cannot tell, it loads the aggregate, decides and appends at the loaded version.
+    /// After a version conflict or a failure that stored nothing it decides again on a fresh load,
+    /// up to `retries` times (only with `clone`), after a pause that grows with each attempt and
+    /// is drawn at random below it, so that writers that collided do not collide again in step.
+    pub async fn run<P, E, F, Fut>(
+        &self,
+        command: &'static str,
+        aggregate_id: &str,
+        payload: P,
+        clone: Option<fn(&P) -> P>,
+        retries: u32,
+        mut decide: F,
+    ) -> Result<Versioned<A>, CommandError<E>>
+    where
+        F: FnMut(Versioned<A>, P) -> Fut,
+        Fut: Future<Output = (Versioned<A>, Result<Vec<A::Event>, E>)>,
+    {
+        let span = tracing::debug_span!("evt.command", stream = A::STREAM, command, aggregate_id);
+        async move {
+            if let Some(clone) = clone
+                && let Some(aggregate) = self.cached(aggregate_id)
+            {
+                let (aggregate, decision) = decide(aggregate, clone(&payload)).await;
+                if let Some(result) = self.commit_cached(command, aggregate, decision).await {
+                    return result;
+                }
+            }
+            let retries = if clone.is_some() { retries } else { 0 };
+            let mut payload = Some(payload);
+            let mut attempt = 0;
+            loop {
+                let aggregate = self.load(aggregate_id).await?;
+                let this_payload = match (clone, &payload) {
+                    (Some(clone), Some(payload)) if attempt < retries => clone(payload),
+                    _ => payload.take().expect("the last attempt takes the payload"),
+                };
+                let (aggregate, decision) = decide(aggregate, this_payload).await;
+                let result = self.commit(command, aggregate, decision).await;
+                if payload.is_none() || !self.should_retry(&result, attempt, retries) {
+                    return result;
+                }
+                tokio::time::sleep(retry_pause(attempt)).await;
+                attempt += 1;
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// Loads the aggregate a command decides on.
-    pub async fn load(&self, aggregate_id: &str) -> Result<Versioned<A>, Error> {
+    async fn load(&self, aggregate_id: &str) -> Result<Versioned<A>, Error> {
         self.domain.load(aggregate_id).await
     }
 
     /// The aggregate as the domain's cache holds it, without reading the store; `None` without a
     /// cache or when it does not hold `aggregate_id`. A command whose payload can be cloned
     /// decides on it first and commits through [`Commands::commit_cached`].
-    pub fn cached(&self, aggregate_id: &str) -> Option<Versioned<A>> {
+    fn cached(&self, aggregate_id: &str) -> Option<Versioned<A>> {
         self.domain.cached(aggregate_id)
     }
 
@@ -67,7 +124,7 @@ impl<A: Aggregate> Commands<A> {
     /// rejection or appended nothing, or the store refused the version (another writer appended
     /// first) or failed without storing anything ([`Error::Transient`]). Otherwise the
     /// command's result, as [`Commands::commit`] gives it.
-    pub async fn commit_cached<E>(
+    async fn commit_cached<E>(
         &self,
         command: &'static str,
         aggregate: Versioned<A>,
@@ -89,9 +146,9 @@ impl<A: Aggregate> Commands<A> {
         }
     }
 
-    /// Appends what a handler decided on `aggregate` (its result through [`crate::Decision`]) and returns the new aggregate, or the
+    /// Appends what a handler decided on `aggregate` and returns the new aggregate, or the
     /// handler's rejection, or [`Error::VersionConflict`] when another writer appended first.
-    pub async fn commit<E>(
+    async fn commit<E>(
         &self,
         command: &'static str,
         aggregate: Versioned<A>,
@@ -119,7 +176,7 @@ impl<A: Aggregate> Commands<A> {
     /// Whether a failed attempt should be decided again: a version conflict, or a store failure
     /// that changed nothing ([`Error::Transient`]), with attempts left. An append whose outcome is
     /// unknown ([`Error::AppendUnknown`]) is never decided again.
-    pub fn should_retry<E>(
+    fn should_retry<E>(
         &self,
         result: &Result<Versioned<A>, CommandError<E>>,
         attempt: u32,
@@ -135,5 +192,32 @@ impl<A: Aggregate> Commands<A> {
             );
         }
         retry
+    }
+}
+
+/// The pause before attempt `attempt + 2` of a command: at random below 1 ms × 2^attempt, at most
+/// [`MAX_RETRY_PAUSE`] ("full jitter").
+fn retry_pause(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(1 << attempt.min(16)).min(MAX_RETRY_PAUSE);
+    let random = crate::util::append_id().unsigned_abs();
+    ceiling.mul_f64((random % 1024) as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_pauses_grow_and_stay_bounded() {
+        for attempt in [0, 1, 5, 20, u32::MAX] {
+            let ceiling = Duration::from_millis(1 << attempt.min(16)).min(MAX_RETRY_PAUSE);
+            let pauses: Vec<Duration> = (0..200).map(|_| retry_pause(attempt)).collect();
+            assert!(
+                pauses
+                    .iter()
+                    .all(|pause| *pause < ceiling.max(Duration::from_nanos(1)))
+            );
+            assert!(pauses.iter().any(|pause| *pause != pauses[0]), "jittered");
+        }
     }
 }

@@ -98,7 +98,9 @@ impl Domain {
     /// Reads and folds the aggregate's events after its version, as the provider streams them.
     async fn catch_up<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
         let id = aggregate.id.clone();
-        let mut events = self.provider.events_for(A::STREAM, &id, aggregate.version);
+        let mut events = self
+            .provider
+            .aggregate_stream(A::STREAM, &id, aggregate.version);
         while let Some(event) = events.try_next().await? {
             aggregate.apply(&event)?;
         }
@@ -109,7 +111,7 @@ impl Domain {
         let Some(version) = A::SNAPSHOT else {
             return Ok(None);
         };
-        let Some(snapshot) = self.provider.get_snapshot(A::STREAM, id).await? else {
+        let Some(snapshot) = self.provider.snapshot(A::STREAM, id).await? else {
             return Ok(None);
         };
         if snapshot.snapshot_version != version {

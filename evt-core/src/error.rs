@@ -275,6 +275,7 @@ impl fmt::Display for OfType<'_> {
 /// `E` is the error type the command handler returns; match on [`CommandError::Rejected`]
 /// to get it back.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CommandError<E> {
     /// The command handler decided against the command.
     Rejected {

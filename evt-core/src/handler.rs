@@ -39,6 +39,7 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Where a handler starts and what it does when a handler method fails (evtstore's handler options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandlerOptions {
     /// On the first start ever (no stored bookmark), begin at the end of the streams' history.
     pub tail_stream: bool,
@@ -59,6 +60,38 @@ impl HandlerOptions {
         continue_on_error: false,
         skip_unknown_events: false,
     };
+
+    /// These options with [`HandlerOptions::tail_stream`] set to `on`.
+    pub const fn with_tail_stream(mut self, on: bool) -> Self {
+        self.tail_stream = on;
+        self
+    }
+
+    /// These options with [`HandlerOptions::always_tail_stream`] set to `on`.
+    pub const fn with_always_tail_stream(mut self, on: bool) -> Self {
+        self.always_tail_stream = on;
+        self
+    }
+
+    /// These options with [`HandlerOptions::continue_on_error`] set to `on`.
+    pub const fn with_continue_on_error(mut self, on: bool) -> Self {
+        self.continue_on_error = on;
+        self
+    }
+
+    /// These options with [`HandlerOptions::skip_unknown_events`] set to `on`.
+    ///
+    /// ```
+    /// use evt_core::HandlerOptions;
+    /// const OPTIONS: HandlerOptions = HandlerOptions::DEFAULT
+    ///     .with_tail_stream(true)
+    ///     .with_skip_unknown_events(true);
+    /// assert!(OPTIONS.tail_stream && !OPTIONS.continue_on_error);
+    /// ```
+    pub const fn with_skip_unknown_events(mut self, on: bool) -> Self {
+        self.skip_unknown_events = on;
+        self
+    }
 }
 
 impl Default for HandlerOptions {
@@ -316,7 +349,7 @@ impl<P: Projection> Handler<P> {
             None => self.load_checkpoint(&mut run, &config, fence).await?,
         };
         run.checkpoint = Some(checkpoint.clone());
-        let limit = provider.limit().max(1);
+        let limit = provider.page_size().max(1);
         let mut handled = 0;
         loop {
             self.check(fence)?;
@@ -431,7 +464,7 @@ impl<P: Projection> Handler<P> {
         let stored = if config.memory_bookmark {
             run.memory.clone()
         } else {
-            self.inner.provider.get_checkpoint(P::BOOKMARK).await?
+            self.inner.provider.checkpoint(P::BOOKMARK).await?
         };
         let options = config.options;
         let tail = if std::mem::take(&mut run.resume_only) {
@@ -440,7 +473,7 @@ impl<P: Projection> Handler<P> {
             options.always_tail_stream || (options.tail_stream && stored.is_none())
         };
         if tail {
-            let end = self.inner.provider.get_last_checkpoint(P::STREAMS).await?;
+            let end = self.inner.provider.last_checkpoint(P::STREAMS).await?;
             self.save(run, config, fence, &Checkpoint::at(u64::MAX), &end)
                 .await?;
             return Ok(end);
@@ -524,7 +557,7 @@ impl<P: Projection> Handler<P> {
         }
         let provider = &self.inner.provider;
         let event = provider
-            .get_events_for(A::STREAM, &aggregate.id, aggregate.version - 1, 1)
+            .aggregate_events(A::STREAM, &aggregate.id, aggregate.version - 1, 1)
             .await?;
         let Some(position) = event.first().map(|event| event.meta.position) else {
             return Err(not_handled(
@@ -545,7 +578,7 @@ impl<P: Projection> Handler<P> {
                 )));
             }
             let stored = match stored_bookmark {
-                true => provider.get_position(P::BOOKMARK).await?.unwrap_or(0),
+                true => provider.position(P::BOOKMARK).await?.unwrap_or(0),
                 false => 0,
             };
             if stored >= position {

@@ -147,7 +147,7 @@ async fn renew(
     let mut outcome = bounded(limit, provider.swap_lease(bookmark, lease, &renewed)).await;
     if !matches!(outcome, Ok(true)) {
         // The renewal may have been stored with its answer lost: then the record is ours.
-        if let Ok(current) = bounded(limit, provider.get_lease(bookmark)).await {
+        if let Ok(current) = bounded(limit, provider.lease(bookmark)).await {
             if current == renewed {
                 outcome = Ok(true);
             } else if current.holder != lease.holder || current.epoch != lease.epoch {
@@ -193,7 +193,7 @@ async fn try_take(
     seen: &mut Option<(Lease, Instant)>,
 ) -> Option<Lease> {
     let limit = lease_time / 3;
-    let current = match bounded(limit, provider.get_lease(bookmark)).await {
+    let current = match bounded(limit, provider.lease(bookmark)).await {
         Ok(current) => current,
         Err(error) => {
             tracing::error!(
@@ -220,7 +220,7 @@ async fn try_take(
     let granted = current.granted_to(holder);
     let mut outcome = bounded(limit, provider.swap_lease(bookmark, &current, &granted)).await;
     if outcome.is_err()
-        && let Ok(now) = bounded(limit, provider.get_lease(bookmark)).await
+        && let Ok(now) = bounded(limit, provider.lease(bookmark)).await
     {
         // Stored with its answer lost: the lease is ours.
         outcome = Ok(now == granted);

@@ -87,16 +87,15 @@ mod memory;
 mod provider;
 #[cfg(feature = "test-util")]
 pub mod testing;
-pub mod util;
+mod util;
 
 /// The `chrono` crate, whose `DateTime<Utc>` is [`Meta::timestamp`].
 pub use chrono;
 
 pub use aggregate::{Aggregate, Versioned};
-pub use command::Commands;
 pub use domain::Domain;
 pub use error::{BoxError, CommandError, Error};
-pub use event::{Decision, Event, EventOf, EventStream, EventVariant, IntoEvents};
+pub use event::Event;
 pub use handler::{DEFAULT_LEASE_TIME, DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
 pub use memory::{DEFAULT_LIMIT, MemoryProvider};
 pub use provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
@@ -186,20 +185,24 @@ pub use evt_macros::projection;
 
 /// The traits, for `use evt_core::prelude::*`.
 pub mod prelude {
-    pub use crate::{
-        Aggregate, Event, EventStream, EventVariant, IntoEvents, Projection, Provider,
-    };
+    pub use crate::{Aggregate, Event, Projection, Provider};
 }
 
 #[doc(hidden)]
 pub mod __private {
-    //! What generated code needs, so that users need not depend on it themselves.
+    //! What generated code and the provider crates need, so that users need not depend on it
+    //! themselves. Not part of the public API: it changes without notice.
+    pub use crate::command::Commands;
+    pub use crate::event::{Decision, EventOf, EventStream, EventVariant, IntoEvents};
+    /// Helpers for provider implementations.
+    pub mod util {
+        pub use crate::util::*;
+    }
     pub use serde;
     pub use serde_json;
     pub use std::boxed::Box;
     pub use std::vec;
     pub use std::vec::Vec;
-    pub use tracing::Instrument;
 
     /// Compares two strings in a constant (stream checks of `#[projection]`).
     pub const fn str_eq(a: &str, b: &str) -> bool {

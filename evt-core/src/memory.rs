@@ -114,11 +114,11 @@ impl State {
 
 #[async_trait]
 impl Provider for MemoryProvider {
-    fn limit(&self) -> usize {
+    fn page_size(&self) -> usize {
         self.limit
     }
 
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
         Ok(self.read().bookmarks.get(bookmark).copied())
     }
 
@@ -127,7 +127,7 @@ impl Provider for MemoryProvider {
         Ok(())
     }
 
-    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+    async fn lease(&self, bookmark: &str) -> Result<Lease, Error> {
         Ok(self
             .read()
             .leases
@@ -171,7 +171,7 @@ impl Provider for MemoryProvider {
         Ok(held)
     }
 
-    async fn get_events_from(
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
@@ -203,7 +203,7 @@ impl Provider for MemoryProvider {
         Ok(events)
     }
 
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
@@ -221,19 +221,7 @@ impl Provider for MemoryProvider {
             .collect())
     }
 
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        let state = self.read();
-        Ok(state
-            .versions(stream, aggregate_id)
-            .last()
-            .map(|&i| state.log[i].clone()))
-    }
-
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
         let state = self.read();
         Ok(streams
             .iter()
@@ -299,11 +287,7 @@ impl Provider for MemoryProvider {
         Ok(stored)
     }
 
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error> {
         Ok(self
             .read()
             .snapshots

@@ -18,6 +18,7 @@ use crate::Error;
 ///
 /// Handlers receive it beside each event, as evtstore's `meta`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Meta {
     /// The stream, e.g. `"departments"`.
     pub stream: String,
@@ -37,6 +38,7 @@ pub struct Meta {
 
 /// An event as stored: where it is, and its document `{"type": ..., ...fields}`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StoredEvent {
     /// Where the event sits.
     pub meta: Meta,
@@ -46,7 +48,40 @@ pub struct StoredEvent {
     pub data: Box<RawValue>,
 }
 
+impl Meta {
+    /// Where an event sits; for providers, which read it from their store.
+    ///
+    /// ```
+    /// let meta = evt_core::Meta::new("departments", "d1", 1, 17, evt_core::chrono::Utc::now());
+    /// assert_eq!((meta.version, meta.position), (1, 17));
+    /// ```
+    pub fn new(
+        stream: impl Into<String>,
+        aggregate_id: impl Into<String>,
+        version: u64,
+        position: u64,
+        timestamp: DateTime<Utc>,
+    ) -> Meta {
+        Meta {
+            stream: stream.into(),
+            aggregate_id: aggregate_id.into(),
+            version,
+            position,
+            timestamp,
+        }
+    }
+}
+
 impl StoredEvent {
+    /// An event as a provider read it: `data` is its document, `type` included.
+    pub fn new(meta: Meta, event_type: impl Into<String>, data: Box<RawValue>) -> StoredEvent {
+        StoredEvent {
+            meta,
+            event_type: event_type.into(),
+            data,
+        }
+    }
+
     /// The event document as a [`Value`], for inspection; handlers get typed events instead.
     pub fn value(&self) -> Value {
         serde_json::from_str(self.data.get()).expect("a RawValue holds valid JSON")
@@ -64,6 +99,7 @@ impl PartialEq for StoredEvent {
 
 /// An event on its way into the store.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewEvent {
     /// The event's type name.
     pub event_type: &'static str,
@@ -72,6 +108,11 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// An event of type `event_type` with the document `data` (which includes `"type"`).
+    pub fn new(event_type: &'static str, data: Box<RawValue>) -> NewEvent {
+        NewEvent { event_type, data }
+    }
+
     /// An event of type `event_type` with the document `data` (which includes `"type"`), e.g. for
     /// a provider's tests or an import.
     pub fn from_value(event_type: &'static str, data: &Value) -> NewEvent {
@@ -85,6 +126,7 @@ impl NewEvent {
 /// An aggregate state stored with its last event (evtstore's `persistAggregate`), reused only
 /// while the aggregate's snapshot version is still `snapshot_version`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The aggregate's snapshot version (`#[aggregate(snapshot = "1")]`); bump it when the fold changes.
     pub snapshot_version: String,
@@ -95,6 +137,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The state `state` of an aggregate after its event `version`, under `snapshot_version`.
+    pub fn new(snapshot_version: impl Into<String>, version: u64, state: Value) -> Snapshot {
+        Snapshot {
+            snapshot_version: snapshot_version.into(),
+            version,
+            state,
+        }
+    }
+
     /// The stored document: `{"snapshotVersion": .., "version": .., "state": ..}`.
     pub fn to_json(&self) -> Value {
         serde_json::json!({
@@ -154,7 +205,7 @@ impl Checkpoint {
     }
 }
 
-/// Who may handle events for a bookmark: what [`Provider::get_lease`] reads and
+/// Who may handle events for a bookmark: what [`Provider::lease`] reads and
 /// [`Provider::swap_lease`] compares and stores (see [`crate::Handler::lease_time`]).
 ///
 /// A bookmark never leased reads as `Lease::default()`: no holder, epoch 0, beat 0.
@@ -224,7 +275,7 @@ fn no_leases(bookmark: &str) -> Error {
 ///   together and in version order, whoever wrote them and whenever they commit;
 /// - reads return events in ascending version (for one aggregate) or position (across streams).
 ///   Where positions increase in commit order (memory, PostgreSQL, SQLite: a reader that has seen
-///   position `p` never later finds a new event below `p`), `read_after` is `get_events_from`;
+///   position `p` never later finds a new event below `p`), `read_after` is `events_from`;
 ///   where they do not (MongoDB), the provider implements `read_after` on its own.
 /// - leases (optional; started handlers use them unless started `without_lease()`):
 ///   [`Provider::swap_lease`] is an atomic compare-and-swap of the whole [`Lease`] record against
@@ -236,18 +287,18 @@ fn no_leases(bookmark: &str) -> Error {
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// How many events one read returns at most.
-    fn limit(&self) -> usize;
+    fn page_size(&self) -> usize;
 
     /// The stored position of a bookmark, or `None` if it was never set.
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error>;
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error>;
 
     /// Stores the position of a bookmark.
     async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error>;
 
     /// Up to `limit` events of the given streams with a position above `after` (0: from the
     /// start), by position; a stream listed twice is read once. `limit` is the caller's, usually
-    /// [`Provider::limit`].
-    async fn get_events_from(
+    /// [`Provider::page_size`].
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
@@ -255,7 +306,7 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<Vec<Arc<StoredEvent>>, Error>;
 
     /// Up to `limit` events of one aggregate with a version above `after_version`, by version.
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
@@ -266,22 +317,22 @@ pub trait Provider: Send + Sync + 'static {
     /// Every event of one aggregate with a version above `after_version`, by version, as a
     /// stream: what loading an aggregate folds, one event at a time.
     ///
-    /// By default: pages of [`Provider::get_events_for`] of [`Provider::limit`] events. A provider
+    /// By default: pages of [`Provider::aggregate_events`] of [`Provider::page_size`] events. A provider
     /// whose driver streams a query's results (MongoDB's cursor) reads them in one query.
-    fn events_for<'a>(
+    fn aggregate_stream<'a>(
         &'a self,
         stream: &'a str,
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
-        let limit = self.limit().max(1);
+        let limit = self.page_size().max(1);
         let pages =
             futures_util::stream::try_unfold(Some(after_version), move |after| async move {
                 let Some(after) = after else {
                     return Ok(None);
                 };
                 let page = self
-                    .get_events_for(stream, aggregate_id, after, limit)
+                    .aggregate_events(stream, aggregate_id, after, limit)
                     .await?;
                 let next = match page.last() {
                     Some(last) if page.len() == limit => Some(last.meta.version),
@@ -295,16 +346,9 @@ pub trait Provider: Send + Sync + 'static {
         pages.try_flatten().boxed()
     }
 
-    /// The aggregate's last event, if it has any.
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error>;
-
     /// The position of the last visible event of the given streams (0 if none): where a tailing
     /// handler starts.
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error>;
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error>;
 
     /// Appends `events` (never empty) to the aggregate, atomically, if its last version is
     /// `expected_version`, and with them the aggregate's `snapshot` after the last of them, if
@@ -339,24 +383,20 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// The snapshot stored by the aggregate's latest append that had one.
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error>;
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error>;
 
     /// The next events of the given streams after `from`, at most `limit`, each with the
     /// checkpoint just after it, in the order a handler must handle them. Handlers read through
     /// it; going on from the checkpoints it gives skips nothing (see the trait's contract).
     ///
-    /// By default: [`Provider::get_events_from`] after `from.position`.
+    /// By default: [`Provider::events_from`] after `from.position`.
     async fn read_after(
         &self,
         streams: &[&str],
         from: &Checkpoint,
         limit: usize,
     ) -> Result<Vec<(Arc<StoredEvent>, Checkpoint)>, Error> {
-        let events = self.get_events_from(streams, from.position, limit).await?;
+        let events = self.events_from(streams, from.position, limit).await?;
         Ok(events
             .into_iter()
             .map(|event| {
@@ -368,9 +408,9 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The stored checkpoint of a bookmark, or `None` if it was never set.
     ///
-    /// By default: [`Provider::get_position`], without a resume point.
-    async fn get_checkpoint(&self, bookmark: &str) -> Result<Option<Checkpoint>, Error> {
-        Ok(self.get_position(bookmark).await?.map(Checkpoint::at))
+    /// By default: [`Provider::position`], without a resume point.
+    async fn checkpoint(&self, bookmark: &str) -> Result<Option<Checkpoint>, Error> {
+        Ok(self.position(bookmark).await?.map(Checkpoint::at))
     }
 
     /// Stores the checkpoint of a bookmark.
@@ -383,15 +423,15 @@ pub trait Provider: Send + Sync + 'static {
     /// The checkpoint after the last visible event of the given streams: where a tailing
     /// handler starts.
     ///
-    /// By default: [`Provider::get_last_position`], without a resume point.
-    async fn get_last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
-        Ok(Checkpoint::at(self.get_last_position(streams).await?))
+    /// By default: [`Provider::last_position`], without a resume point.
+    async fn last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
+        Ok(Checkpoint::at(self.last_position(streams).await?))
     }
 
     /// The lease of a bookmark (`Lease::default()` if it was never leased).
     ///
     /// Leases are optional: by default a provider has none and says so.
-    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+    async fn lease(&self, bookmark: &str) -> Result<Lease, Error> {
         Err(no_leases(bookmark))
     }
 
@@ -432,7 +472,7 @@ pub trait Provider: Send + Sync + 'static {
 impl std::fmt::Debug for dyn Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")
-            .field("limit", &self.limit())
+            .field("limit", &self.page_size())
             .finish_non_exhaustive()
     }
 }

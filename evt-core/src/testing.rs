@@ -35,12 +35,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
     Aggregate, Checkpoint, Domain, Error, Event, Lease, Meta, NewEvent, Provider, Snapshot,
-    Versioned, aggregate, commands, event, projection,
+    StoredEvent, Versioned, aggregate, commands, event, projection,
 };
 
 /// The scenarios, in the order [`provider_tests!`](crate::provider_tests) runs them.
@@ -377,12 +378,22 @@ async fn create(commands: &ExampleCommands, id: &str) -> Versioned<Example> {
         .unwrap_or_else(|e| panic!("create `{id}`: {e}"))
 }
 
+/// The aggregate's last stored event, if it has any (read through [`Provider::aggregate_stream`]).
+pub async fn last_event(
+    provider: &dyn Provider,
+    stream: &str,
+    id: &str,
+) -> Option<Arc<StoredEvent>> {
+    let mut events = provider.aggregate_stream(stream, id, 0);
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        last = Some(event.unwrap_or_else(|e| panic!("read `{stream}/{id}`: {e}")));
+    }
+    last
+}
+
 async fn last_position(domain: &Domain, stream: &str, id: &str) -> u64 {
-    let last = domain
-        .provider()
-        .get_last_event_for(stream, id)
-        .await
-        .unwrap();
+    let last = last_event(domain.provider().as_ref(), stream, id).await;
     last.unwrap_or_else(|| panic!("`{stream}/{id}` has no event"))
         .meta
         .position
@@ -433,53 +444,47 @@ pub async fn append_returns_stored_events(factory: &impl Factory) {
     assert!(second[0].meta.position < second[1].meta.position);
 
     let history = provider
-        .get_events_for("examples", "a", 0, 100)
+        .aggregate_events("examples", "a", 0, 100)
         .await
         .unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(history[0], first[0]);
     assert_eq!(history[1..], second[..]);
     let after_one = provider
-        .get_events_for("examples", "a", 1, 100)
+        .aggregate_events("examples", "a", 1, 100)
         .await
         .unwrap();
     assert_eq!(after_one[..], second[..]);
-    let last = provider.get_last_event_for("examples", "a").await.unwrap();
+    let last = last_event(&*provider, "examples", "a").await;
     assert_eq!(last.as_ref(), second.last());
-    assert_eq!(
-        provider.get_last_event_for("examples", "b").await.unwrap(),
-        None
-    );
+    assert_eq!(last_event(&*provider, "examples", "b").await, None);
     assert!(
         provider
-            .get_events_for("examples", "b", 0, 100)
+            .aggregate_events("examples", "b", 0, 100)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         provider
-            .get_events_for("others", "a", 0, 100)
+            .aggregate_events("others", "a", 0, 100)
             .await
             .unwrap()
             .is_empty()
     );
 
-    let all = provider
-        .get_events_from(&["examples"], 0, 100)
-        .await
-        .unwrap();
+    let all = provider.events_from(&["examples"], 0, 100).await.unwrap();
     assert_eq!(all, history);
     let later = provider
-        .get_events_from(&["examples"], first[0].meta.position, 100)
+        .events_from(&["examples"], first[0].meta.position, 100)
         .await
         .unwrap();
     assert_eq!(later[..], second[..]);
     assert_eq!(
-        provider.get_last_position(&["examples"]).await.unwrap(),
+        provider.last_position(&["examples"]).await.unwrap(),
         second[1].meta.position
     );
-    assert_eq!(provider.get_last_position(&["others"]).await.unwrap(), 0);
+    assert_eq!(provider.last_position(&["others"]).await.unwrap(), 0);
 }
 
 /// Events are stored as evtstore stores them: `type`, camelCase fields, `None` left out.
@@ -498,7 +503,7 @@ pub async fn stored_event_shape(factory: &impl Factory) {
         .unwrap();
     let stored = domain
         .provider()
-        .get_events_for("examples", "a", 0, 100)
+        .aggregate_events("examples", "a", 0, 100)
         .await
         .unwrap();
     let data: Vec<_> = stored.iter().map(|e| e.value()).collect();
@@ -568,7 +573,7 @@ pub async fn multi_event_command(factory: &impl Factory) {
     assert_eq!((example.version, &example.notes), (4, &notes));
     let stored = domain
         .provider()
-        .get_events_for("examples", "a", 1, 100)
+        .aggregate_events("examples", "a", 1, 100)
         .await
         .unwrap();
     assert_eq!(
@@ -600,7 +605,7 @@ pub async fn command_without_events(factory: &impl Factory) {
     assert_eq!(example.version, 1);
     let stored = domain
         .provider()
-        .get_events_for("examples", "a", 0, 100)
+        .aggregate_events("examples", "a", 0, 100)
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);
@@ -692,7 +697,7 @@ pub async fn failed_append_stores_nothing(factory: &impl Factory) {
     }
     assert_eq!(
         provider
-            .get_events_for("examples", "a", 0, 100)
+            .aggregate_events("examples", "a", 0, 100)
             .await
             .unwrap()
             .len(),
@@ -700,7 +705,7 @@ pub async fn failed_append_stores_nothing(factory: &impl Factory) {
     );
     assert_eq!(
         provider
-            .get_events_from(&["examples"], 0, 100)
+            .events_from(&["examples"], 0, 100)
             .await
             .unwrap()
             .len(),
@@ -728,12 +733,12 @@ pub async fn failed_append_stores_nothing(factory: &impl Factory) {
         .unwrap_err();
     assert!(error.is_version_conflict(), "{error}");
     assert_eq!(
-        provider.get_snapshot("examples", "a").await.unwrap(),
+        provider.snapshot("examples", "a").await.unwrap(),
         Some(kept)
     );
     // A stream listed twice is read once.
     let twice = provider
-        .get_events_from(&["examples", "examples"], 0, 100)
+        .events_from(&["examples", "examples"], 0, 100)
         .await
         .unwrap();
     assert_eq!(twice.len(), 2);
@@ -751,7 +756,7 @@ pub async fn load_pages_through_history(factory: &impl Factory) {
     assert_eq!((loaded.version, loaded.count), (11, 55));
     let page = domain
         .provider()
-        .get_events_for("examples", "a", 0, 100)
+        .aggregate_events("examples", "a", 0, 100)
         .await
         .unwrap();
     assert_eq!(page.len(), 11);
@@ -830,10 +835,7 @@ pub async fn cached_commands_decide_again(factory: &impl Factory) {
 /// A bookmark never set reads as `None`, and a handler starts from the first event.
 pub async fn bookmark_without_position(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
-    assert_eq!(
-        domain.provider().get_position("recorder").await.unwrap(),
-        None
-    );
+    assert_eq!(domain.provider().position("recorder").await.unwrap(), None);
     let commands = ExampleCommands::new(&domain);
     create(&commands, "a").await;
     create(&commands, "b").await;
@@ -854,11 +856,11 @@ pub async fn bookmark_persists_position(factory: &impl Factory) {
     assert_eq!(handler.run_once().await.unwrap(), 0);
     let last = domain
         .provider()
-        .get_last_position(&["examples"])
+        .last_position(&["examples"])
         .await
         .unwrap();
     assert_eq!(
-        domain.provider().get_position("recorder").await.unwrap(),
+        domain.provider().position("recorder").await.unwrap(),
         Some(last)
     );
     create(&commands, "d").await;
@@ -883,10 +885,7 @@ pub async fn memory_bookmark(factory: &impl Factory) {
     assert_eq!(handler.run_once().await.unwrap(), 0);
     create(&commands, "b").await;
     assert_eq!(handler.run_once().await.unwrap(), 1);
-    assert_eq!(
-        domain.provider().get_position("recorder").await.unwrap(),
-        None
-    );
+    assert_eq!(domain.provider().position("recorder").await.unwrap(), None);
     let other = domain.handler(Recorder::default()).memory_bookmark();
     assert_eq!(other.run_once().await.unwrap(), 2);
 }
@@ -995,7 +994,7 @@ pub async fn continue_on_error_off(factory: &impl Factory) {
         assert!(message.contains(part), "`{part}` missing from: {message}");
     }
     assert_eq!(handler.projection().seen().len(), 1);
-    let before = domain.provider().get_position("recorder").await.unwrap();
+    let before = domain.provider().position("recorder").await.unwrap();
     assert_eq!(before, Some(good));
     assert!(
         handler.run_once().await.is_err(),
@@ -1076,7 +1075,7 @@ pub async fn malformed_event(factory: &impl Factory) {
         "{error}"
     );
     assert_eq!(
-        domain.provider().get_position("recorder").await.unwrap(),
+        domain.provider().position("recorder").await.unwrap(),
         Some(good)
     );
     let unknown = domain
@@ -1108,19 +1107,11 @@ pub async fn snapshot_absent(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     create(&ExampleCommands::new(&domain), "a").await;
     assert_eq!(
-        domain
-            .provider()
-            .get_snapshot("examples", "a")
-            .await
-            .unwrap(),
+        domain.provider().snapshot("examples", "a").await.unwrap(),
         None
     );
     assert_eq!(
-        domain
-            .provider()
-            .get_snapshot("counters", "c")
-            .await
-            .unwrap(),
+        domain.provider().snapshot("counters", "c").await.unwrap(),
         None
     );
     let commands = CounterCommands::new(&domain);
@@ -1129,7 +1120,7 @@ pub async fn snapshot_absent(factory: &impl Factory) {
     }
     let snapshot = domain
         .provider()
-        .get_snapshot("counters", "c")
+        .snapshot("counters", "c")
         .await
         .unwrap()
         .expect("a snapshot with the last event");
@@ -1183,11 +1174,7 @@ pub async fn snapshot_present(factory: &impl Factory) {
         .await
         .unwrap();
     assert_eq!((after.version, after.total), (5, 1015));
-    let stored = provider
-        .get_snapshot("counters", "c")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = provider.snapshot("counters", "c").await.unwrap().unwrap();
     assert_eq!(
         (stored.version, stored.state.clone()),
         (5, json!({"total": 1015, "folded": 2}))
@@ -1214,11 +1201,7 @@ pub async fn snapshot_version_mismatch(factory: &impl Factory) {
         .add("c", Add { n: 4 })
         .await
         .unwrap();
-    let stored = provider
-        .get_snapshot("counters", "c")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = provider.snapshot("counters", "c").await.unwrap().unwrap();
     assert_eq!(
         stored.snapshot_version, "1",
         "replaced by the current version"
@@ -1272,7 +1255,7 @@ pub async fn concurrent_writers_one_aggregate(factory: &impl Factory) {
                     &json!({"type": "incremented", "by": writer * 1000 + n}),
                 );
                 loop {
-                    let last = provider.get_last_event_for("examples", "a").await.unwrap();
+                    let last = last_event(&*provider, "examples", "a").await;
                     let version = last.map_or(0, |e| e.meta.version);
                     match provider
                         .append("examples", "a", version, std::slice::from_ref(&event), None)
@@ -1304,7 +1287,7 @@ pub async fn concurrent_writers_one_aggregate(factory: &impl Factory) {
         "one winner per version"
     );
     let history = provider
-        .get_events_for("examples", "a", 0, 1000)
+        .aggregate_events("examples", "a", 0, 1000)
         .await
         .unwrap();
     assert_eq!(history.len() as u64, total);
@@ -1402,7 +1385,7 @@ pub async fn concurrent_writers_with_handler(factory: &impl Factory) {
     seen_positions.sort_unstable();
     let stored = domain
         .provider()
-        .get_events_from(&["examples", "others"], 0, 10_000)
+        .events_from(&["examples", "others"], 0, 10_000)
         .await
         .unwrap();
     assert_eq!(
@@ -1425,7 +1408,7 @@ pub async fn atomic_multi_event_appends(factory: &impl Factory) {
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                 let events = provider
-                    .get_events_from(&["examples"], 0, 10_000)
+                    .events_from(&["examples"], 0, 10_000)
                     .await
                     .unwrap();
                 let mut per_aggregate: HashMap<String, usize> = HashMap::new();
@@ -1464,7 +1447,7 @@ pub async fn atomic_multi_event_appends(factory: &impl Factory) {
     assert!(reads > 0);
     let all = domain
         .provider()
-        .get_events_from(&["examples"], 0, 10_000)
+        .events_from(&["examples"], 0, 10_000)
         .await
         .unwrap();
     assert_eq!(all.len(), WRITERS * EACH * 3);
@@ -1475,7 +1458,7 @@ pub async fn atomic_multi_event_appends(factory: &impl Factory) {
 /// does not store a position; leases are per bookmark.
 pub async fn lease_contract(factory: &impl Factory) {
     let provider = factory.provider(100).await;
-    let free = provider.get_lease("leased").await.unwrap();
+    let free = provider.lease("leased").await.unwrap();
     assert_eq!(free, Lease::default(), "a bookmark never leased");
     let stored = |position| Checkpoint::at(position);
 
@@ -1486,13 +1469,13 @@ pub async fn lease_contract(factory: &impl Factory) {
         !provider.swap_lease("leased", &free, &b).await.unwrap(),
         "a second grant from the free record must fail"
     );
-    assert_eq!(provider.get_lease("leased").await.unwrap(), a);
+    assert_eq!(provider.lease("leased").await.unwrap(), a);
     assert_eq!(
-        provider.get_checkpoint("leased").await.unwrap(),
+        provider.checkpoint("leased").await.unwrap(),
         None,
         "taking a lease stores no position (tail_stream depends on it)"
     );
-    assert_eq!(provider.get_lease("other").await.unwrap(), Lease::default());
+    assert_eq!(provider.lease("other").await.unwrap(), Lease::default());
 
     let a_renewed = a.renewed();
     assert!(provider.swap_lease("leased", &a, &a_renewed).await.unwrap());
@@ -1510,7 +1493,7 @@ pub async fn lease_contract(factory: &impl Factory) {
             .unwrap(),
         "the holder stores its bookmark across its own renewals"
     );
-    assert_eq!(provider.get_position("leased").await.unwrap(), Some(7));
+    assert_eq!(provider.position("leased").await.unwrap(), Some(7));
 
     let b = a_renewed.granted_to("b");
     assert!(provider.swap_lease("leased", &a_renewed, &b).await.unwrap());
@@ -1522,14 +1505,14 @@ pub async fn lease_contract(factory: &impl Factory) {
             .unwrap(),
         "a holder that lost the lease must not store the bookmark"
     );
-    assert_eq!(provider.get_position("leased").await.unwrap(), Some(7));
+    assert_eq!(provider.position("leased").await.unwrap(), Some(7));
     assert!(
         provider
             .set_checkpoint_leased("leased", &stored(9), &b)
             .await
             .unwrap()
     );
-    assert_eq!(provider.get_position("leased").await.unwrap(), Some(9));
+    assert_eq!(provider.position("leased").await.unwrap(), Some(9));
 
     let released = b.released();
     assert!(provider.swap_lease("leased", &b, &released).await.unwrap());
@@ -1547,7 +1530,7 @@ pub async fn lease_contract(factory: &impl Factory) {
             .unwrap(),
         "a bookmark without a lease record is not written under one"
     );
-    assert_eq!(provider.get_position("never-leased").await.unwrap(), None);
+    assert_eq!(provider.position("never-leased").await.unwrap(), None);
     assert!(
         !provider
             .set_checkpoint_leased("leased", &stored(11), &released)
@@ -1558,7 +1541,7 @@ pub async fn lease_contract(factory: &impl Factory) {
     // A bookmark stored before any lease (evtstore's, or one from before leases) is leased as it
     // is, and keeps its position.
     provider.set_position("stored-first", 4).await.unwrap();
-    let free = provider.get_lease("stored-first").await.unwrap();
+    let free = provider.lease("stored-first").await.unwrap();
     assert_eq!(free, Lease::default());
     let d = free.granted_to("d");
     assert!(
@@ -1573,24 +1556,18 @@ pub async fn lease_contract(factory: &impl Factory) {
             .await
             .unwrap()
     );
-    assert_eq!(
-        provider.get_position("stored-first").await.unwrap(),
-        Some(4)
-    );
+    assert_eq!(provider.position("stored-first").await.unwrap(), Some(4));
     assert!(
         provider
             .set_checkpoint_leased("stored-first", &stored(6), &d)
             .await
             .unwrap()
     );
-    assert_eq!(
-        provider.get_position("stored-first").await.unwrap(),
-        Some(6)
-    );
+    assert_eq!(provider.position("stored-first").await.unwrap(), Some(6));
     let c = released.granted_to("c");
     assert!(provider.swap_lease("leased", &released, &c).await.unwrap());
     assert_eq!(
-        (c.epoch, provider.get_position("leased").await.unwrap()),
+        (c.epoch, provider.position("leased").await.unwrap()),
         (3, Some(9))
     );
 }
@@ -1600,7 +1577,7 @@ pub async fn lease_contract(factory: &impl Factory) {
 pub async fn lease_swaps_race(factory: &impl Factory) {
     let provider = factory.provider(100).await;
     for round in 0..2 {
-        let current = provider.get_lease("raced").await.unwrap();
+        let current = provider.lease("raced").await.unwrap();
         let tasks: Vec<_> = (0..16)
             .map(|n| {
                 let provider = provider.clone();
@@ -1619,7 +1596,7 @@ pub async fn lease_swaps_race(factory: &impl Factory) {
             won += usize::from(task.await.unwrap());
         }
         assert_eq!(won, 1, "round {round}: exactly one swap wins");
-        assert_eq!(provider.get_lease("raced").await.unwrap().epoch, round + 1);
+        assert_eq!(provider.lease("raced").await.unwrap().epoch, round + 1);
     }
 }
 
@@ -1675,7 +1652,7 @@ pub async fn one_started_handler_holds_the_lease(factory: &impl Factory) {
     // A lease whose holder stops renewing (a killed process) is taken over after the lease time.
     let provider = domain.provider();
     second.stop().await;
-    let lease = provider.get_lease("recorder").await.unwrap();
+    let lease = provider.lease("recorder").await.unwrap();
     let ghost = lease.granted_to("ghost");
     assert!(
         provider

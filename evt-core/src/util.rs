@@ -14,7 +14,7 @@ pub fn now() -> DateTime<Utc> {
 /// huge id cannot make a huge error.
 ///
 /// ```
-/// # use evt_core::util::display_id;
+/// # use evt_core::__private::util::display_id;
 /// assert_eq!(display_id("d-1").to_string(), "d-1");
 /// assert_eq!(display_id(&"x".repeat(1000)).to_string(), format!("{}… (1000 bytes)", "x".repeat(100)));
 /// ```
@@ -61,7 +61,7 @@ pub fn check_identifier(name: &str) -> Result<&str, crate::Error> {
 /// or `token` in it) become `***`.
 ///
 /// ```
-/// # use evt_core::util::redact_url;
+/// # use evt_core::__private::util::redact_url;
 /// assert_eq!(
 ///     redact_url("postgres://u:pw@db:5432/app?password=pw2&sslmode=require"),
 ///     "postgres://u:***@db:5432/app?password=***&sslmode=require",
@@ -122,9 +122,9 @@ fn is_secret_key(key: &str) -> bool {
 /// the numbers as signed 64-bit integers); a negative number is a malformed row.
 ///
 /// ```
-/// let lease = evt_core::util::lease_row(Some("a/1/ff".into()), 2, 5).unwrap();
+/// let lease = evt_core::__private::util::lease_row(Some("a/1/ff".into()), 2, 5).unwrap();
 /// assert_eq!((lease.epoch, lease.beat), (2, 5));
-/// assert!(evt_core::util::lease_row(None, -1, 0).is_err());
+/// assert!(evt_core::__private::util::lease_row(None, -1, 0).is_err());
 /// ```
 pub fn lease_row(holder: Option<String>, epoch: i64, beat: i64) -> Result<crate::Lease, String> {
     let number = |value: i64, what: &str| {

@@ -24,24 +24,24 @@ impl Counting {
 
 #[async_trait]
 impl Provider for Counting {
-    fn limit(&self) -> usize {
-        self.inner.limit()
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
     }
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
-        self.inner.get_position(bookmark).await
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+        self.inner.position(bookmark).await
     }
     async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
         self.inner.set_position(bookmark, position).await
     }
-    async fn get_events_from(
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        self.inner.get_events_from(streams, after, limit).await
+        self.inner.events_from(streams, after, limit).await
     }
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
@@ -50,28 +50,21 @@ impl Provider for Counting {
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         self.read();
         self.inner
-            .get_events_for(stream, aggregate_id, after_version, limit)
+            .aggregate_events(stream, aggregate_id, after_version, limit)
             .await
     }
-    fn events_for<'a>(
+    fn aggregate_stream<'a>(
         &'a self,
         stream: &'a str,
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
         self.read();
-        self.inner.events_for(stream, aggregate_id, after_version)
+        self.inner
+            .aggregate_stream(stream, aggregate_id, after_version)
     }
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        self.read();
-        self.inner.get_last_event_for(stream, aggregate_id).await
-    }
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
-        self.inner.get_last_position(streams).await
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+        self.inner.last_position(streams).await
     }
     async fn append(
         &self,
@@ -85,13 +78,9 @@ impl Provider for Counting {
             .append(stream, aggregate_id, expected_version, events, snapshot)
             .await
     }
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error> {
         self.read();
-        self.inner.get_snapshot(stream, aggregate_id).await
+        self.inner.snapshot(stream, aggregate_id).await
     }
 }
 

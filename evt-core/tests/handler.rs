@@ -68,7 +68,7 @@ async fn stop_ends_after_the_page_it_is_handling() {
         seen < 300,
         "stopped after a page, not after the whole backlog ({seen} handled)"
     );
-    let bookmark = domain.provider().get_position("slow").await.unwrap();
+    let bookmark = domain.provider().position("slow").await.unwrap();
     assert_eq!(
         bookmark.map(|p| p as usize),
         Some(seen),
@@ -155,12 +155,12 @@ struct Failing {
 
 #[async_trait::async_trait]
 impl Provider for Failing {
-    fn limit(&self) -> usize {
-        self.inner.limit()
+    fn page_size(&self) -> usize {
+        self.inner.page_size()
     }
 
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
-        self.inner.get_position(bookmark).await
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+        self.inner.position(bookmark).await
     }
 
     async fn set_position(&self, bookmark: &str, position: u64) -> Result<(), Error> {
@@ -173,7 +173,7 @@ impl Provider for Failing {
         }
     }
 
-    async fn get_events_from(
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
@@ -184,11 +184,11 @@ impl Provider for Failing {
                 format!("read events of {streams:?} after position {after}"),
                 "the connection was reset",
             )),
-            Fail::Bookmark => self.inner.get_events_from(streams, after, limit).await,
+            Fail::Bookmark => self.inner.events_from(streams, after, limit).await,
         }
     }
 
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
@@ -196,20 +196,12 @@ impl Provider for Failing {
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
         (self.inner)
-            .get_events_for(stream, aggregate_id, after_version, limit)
+            .aggregate_events(stream, aggregate_id, after_version, limit)
             .await
     }
 
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        self.inner.get_last_event_for(stream, aggregate_id).await
-    }
-
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
-        self.inner.get_last_position(streams).await
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+        self.inner.last_position(streams).await
     }
 
     async fn append(
@@ -225,12 +217,8 @@ impl Provider for Failing {
             .await
     }
 
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
-        self.inner.get_snapshot(stream, aggregate_id).await
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error> {
+        self.inner.snapshot(stream, aggregate_id).await
     }
 }
 

@@ -229,7 +229,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
                 quote!(&#variant)
             };
             quote_spanned! {ty.span()=>
-                let #event = match <#ty as #krate::EventOf<#events>>::take(#event) {
+                let #event = match <#ty as #krate::__private::EventOf<#events>>::take(#event) {
                     ::core::result::Result::Ok(#variant) => return Self::#method(self, #arg),
                     ::core::result::Result::Err(#event) => #event,
                 };
@@ -280,7 +280,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
             }
         }
 
-        impl #krate::EventStream for #events {
+        impl #krate::__private::EventStream for #events {
             const STREAM: &'static str = #stream;
         }
     }

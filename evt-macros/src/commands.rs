@@ -271,9 +271,6 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
     let mixed = Span::mixed_site();
     let aggregate = syn::Ident::new("__evt_aggregate", mixed);
     let decision = syn::Ident::new("__evt_decision", mixed);
-    let result = syn::Ident::new("__evt_result", mixed);
-    let attempt = syn::Ident::new("__evt_attempt", mixed);
-    let cloner = syn::Ident::new("__evt_clone", mixed);
 
     let methods = commands.iter().map(|command| {
         let method = &command.method;
@@ -291,82 +288,44 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
         let error = match error_type(command.output) {
             Some(error) => replace_self(quote!(#error), self_ty),
             None => quote! {
-                <#output as #krate::Decision<<#self_ty as #krate::Aggregate>::Event>>::Error
+                <#output as #krate::__private::Decision<<#self_ty as #krate::Aggregate>::Event>>::Error
             },
         };
         let await_ = method.sig.asyncness.map(|_| quote!(.await));
-        let commit = quote! {
-            self.commands.commit(#name_str, #aggregate, #decision)
-        };
         let output_span = command.output.span();
-        let into_events = |decide: TokenStream| {
-            quote_spanned! {output_span=>
-                <#output as #krate::Decision<<#self_ty as #krate::Aggregate>::Event>>::into_events(#decide)
-            }
-        };
         let call_span = command.aggregate.span();
-        let decide = |command_arg: TokenStream| {
-            quote_spanned! {call_span=>
-                <#self_ty>::#name(&#aggregate, #command_arg) #await_
-            }
+        let decide = quote_spanned! {call_span=>
+            <#self_ty>::#name(&#aggregate, command) #await_
         };
-        // With the cache on, a command that can decide again decides on the cached aggregate
-        // first and appends at its version; `commit_cached` says when to load and decide again.
-        // (Nested `if`s: the user's crate may predate let chains.)
-        let from_cache = |decide: TokenStream| {
-            quote! {
-                if let ::core::option::Option::Some(#aggregate) = self.commands.cached(aggregate_id) {
-                    let #decision = #decide;
-                    if let ::core::option::Option::Some(#result) =
-                        self.commands.commit_cached(#name_str, #aggregate, #decision).await
-                    {
-                        return #result;
-                    }
-                }
-            }
+        let decide = quote_spanned! {output_span=>
+            <#output as #krate::__private::Decision<<#self_ty as #krate::Aggregate>::Event>>::into_events(#decide)
         };
-        let body = if command.retry == 0 {
-            // Only a payload that is `Clone` can be decided on twice.
-            let from_cache = from_cache(into_events(decide(quote!(#cloner(&command)))));
-            let from_cache = quote! {
-                let #cloner = {
-                    use #krate::__private::{ProbeClone as _, ProbeNoClone as _};
-                    (&#krate::__private::CloneProbe::<#payload>::new()).cloner()
-                };
-                if let ::core::option::Option::Some(#cloner) = #cloner {
-                    #from_cache
-                }
-            };
-            let decide = into_events(decide(quote!(command)));
-            quote! {
-                #from_cache
-                let #aggregate = self.commands.load(aggregate_id).await?;
-                let #decision = #decide;
-                #commit.await
-            }
+        // Only a payload that is `Clone` can be decided on twice: on the cached aggregate first,
+        // or again after a conflict (`retry`, which requires it).
+        let clone = if command.retry == 0 {
+            quote! {{
+                use #krate::__private::{ProbeClone as _, ProbeNoClone as _};
+                (&#krate::__private::CloneProbe::<#payload>::new()).cloner()
+            }}
         } else {
-            let retry = command.retry;
-            let clone = quote_spanned!(command.payload.span()=> ::core::clone::Clone::clone(&command));
-            let decide = into_events(decide(clone));
-            let from_cache = from_cache(decide.clone());
-            quote! {
-                #from_cache
-                let mut #attempt: u32 = 0;
-                loop {
-                    let #aggregate = self.commands.load(aggregate_id).await?;
-                    let #decision = #decide;
-                    let #result = #commit.await;
-                    if !self.commands.should_retry(&#result, #attempt, #retry) {
-                        return #result;
-                    }
-                    #attempt += 1;
-                }
+            let payload_span = command.payload.span();
+            quote_spanned! {payload_span=>
+                ::core::option::Option::Some(<#payload as ::core::clone::Clone>::clone as fn(&#payload) -> #payload)
             }
         };
-        let span = syn::Ident::new("__evt_span", mixed);
+        let retry = command.retry;
         let body = quote! {
-            let #span = self.commands.span(#name_str, aggregate_id);
-            #krate::__private::Instrument::instrument(async move { #body }, #span).await
+            self.commands.run(
+                #name_str,
+                aggregate_id,
+                command,
+                #clone,
+                #retry,
+                |#aggregate: #krate::Versioned<#self_ty>, command: #payload| async move {
+                    let #decision = #decide;
+                    (#aggregate, #decision)
+                },
+            ).await
         };
         let doc_default = format!(
             "Runs the `{name_str}` command on the aggregate `aggregate_id` and returns the new aggregate."
@@ -393,13 +352,13 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
         #[doc = #doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #vis struct #client {
-            commands: #krate::Commands<#self_ty>,
+            commands: #krate::__private::Commands<#self_ty>,
         }
 
         impl #client {
             /// Commands through `domain`.
             #vis fn new(domain: &#krate::Domain) -> Self {
-                Self { commands: #krate::Commands::new(domain) }
+                Self { commands: #krate::__private::Commands::new(domain) }
             }
 
             /// The domain the commands run in.

@@ -295,7 +295,7 @@ fn generate(
                     #name::#ident(event)
                 }
             }
-            impl #krate::EventVariant for #ident {
+            impl #krate::__private::EventVariant for #ident {
                 type Event = #name;
                 const TYPE: &'static str = #type_name;
                 fn from_json(
@@ -305,7 +305,7 @@ fn generate(
                     #from_json
                 }
             }
-            impl #krate::EventOf<#name> for #ident {
+            impl #krate::__private::EventOf<#name> for #ident {
                 #[allow(unreachable_patterns)]
                 fn take(event: #name) -> ::core::result::Result<Self, #name> {
                     match event {
@@ -314,7 +314,7 @@ fn generate(
                     }
                 }
             }
-            impl #krate::IntoEvents<#name> for #ident {
+            impl #krate::__private::IntoEvents<#name> for #ident {
                 fn into_events(self) -> #krate::__private::Vec<#name> {
                     #krate::__private::vec![#name::#ident(self)]
                 }
@@ -343,7 +343,7 @@ fn generate(
 
         #(#per_variant)*
 
-        impl #krate::IntoEvents<#name> for #name {
+        impl #krate::__private::IntoEvents<#name> for #name {
             fn into_events(self) -> #krate::__private::Vec<#name> {
                 #krate::__private::vec![self]
             }
@@ -354,13 +354,13 @@ fn generate(
 
             fn event_type(&self) -> &'static str {
                 match self {
-                    #(#name::#idents(_) => <#idents as #krate::EventVariant>::TYPE,)*
+                    #(#name::#idents(_) => <#idents as #krate::__private::EventVariant>::TYPE,)*
                 }
             }
 
             fn to_json(&self) -> ::core::result::Result<#krate::__private::Box<#krate::__private::serde_json::value::RawValue>, #krate::__private::serde_json::Error> {
                 match self {
-                    #(#name::#idents(event) => #krate::__private::encode(<#idents as #krate::EventVariant>::TYPE, event),)*
+                    #(#name::#idents(event) => #krate::__private::encode(<#idents as #krate::__private::EventVariant>::TYPE, event),)*
                 }
             }
 
@@ -369,7 +369,7 @@ fn generate(
                 #json: &#krate::__private::serde_json::value::RawValue,
             ) -> ::core::result::Result<Self, #krate::__private::serde_json::Error> {
                 match #event_type {
-                    #(#type_names => <#idents as #krate::EventVariant>::from_json(#json).map(#name::#idents),)*
+                    #(#type_names => <#idents as #krate::__private::EventVariant>::from_json(#json).map(#name::#idents),)*
                     other => ::core::result::Result::Err(#krate::__private::unknown_type(other, #json, <Self as #krate::Event>::TYPES)),
                 }
             }

@@ -255,10 +255,10 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
             quote!(#call;)
         };
         quote_spanned! {ty.span()=>
-            if #meta.stream == <<#ty as #krate::EventVariant>::Event as #krate::EventStream>::STREAM
-                && #event.event_type == <#ty as #krate::EventVariant>::TYPE
+            if #meta.stream == <<#ty as #krate::__private::EventVariant>::Event as #krate::__private::EventStream>::STREAM
+                && #event.event_type == <#ty as #krate::__private::EventVariant>::TYPE
             {
-                let #typed = <#ty as #krate::EventVariant>::from_json(&#event.data)?;
+                let #typed = <#ty as #krate::__private::EventVariant>::from_json(&#event.data)?;
                 #call
                 return ::core::result::Result::Ok(());
             }
@@ -268,8 +268,8 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
         let ty = handle.event;
         quote_spanned! {ty.span()=>
             (
-                <<#ty as #krate::EventVariant>::Event as #krate::EventStream>::STREAM,
-                <<#ty as #krate::EventVariant>::Event as #krate::Event>::TYPES,
+                <<#ty as #krate::__private::EventVariant>::Event as #krate::__private::EventStream>::STREAM,
+                <<#ty as #krate::__private::EventVariant>::Event as #krate::Event>::TYPES,
             )
         }
     });
@@ -283,7 +283,7 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
             const _: () = ::core::assert!(
                 #krate::__private::contains(
                     <#self_ty as #krate::Projection>::STREAMS,
-                    <<#ty as #krate::EventVariant>::Event as #krate::EventStream>::STREAM,
+                    <<#ty as #krate::__private::EventVariant>::Event as #krate::__private::EventStream>::STREAM,
                 ),
                 #message
             );
@@ -295,12 +295,11 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
         impl #krate::Projection for #self_ty {
             const BOOKMARK: &'static str = #bookmark;
             const STREAMS: &'static [&'static str] = &[#(#streams),*];
-            const OPTIONS: #krate::HandlerOptions = #krate::HandlerOptions {
-                tail_stream: #tail_stream,
-                always_tail_stream: #always_tail_stream,
-                continue_on_error: #continue_on_error,
-                skip_unknown_events: #skip_unknown_events,
-            };
+            const OPTIONS: #krate::HandlerOptions = #krate::HandlerOptions::DEFAULT
+                .with_tail_stream(#tail_stream)
+                .with_always_tail_stream(#always_tail_stream)
+                .with_continue_on_error(#continue_on_error)
+                .with_skip_unknown_events(#skip_unknown_events);
             const EVENT_TYPES: &'static [(&'static str, &'static [&'static str])] =
                 &[#(#event_types),*];
 

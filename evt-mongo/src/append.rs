@@ -62,7 +62,7 @@ impl<'a> Append<'a> {
             expected_version,
             events,
             snapshot,
-            id: evt_core::util::append_id(),
+            id: evt_core::__private::util::append_id(),
             read_back: true,
         }
     }

@@ -62,13 +62,13 @@ pub(crate) fn stored_event(document: &Document) -> Result<StoredEvent, Error> {
             Some(Bson::DateTime(date)) => chrono_millis(date.timestamp_millis()),
             _ => return Err("`timestamp` is missing or not a date".into()),
         };
-        Ok(Meta {
-            stream: text("stream")?,
-            aggregate_id: text("aggregateId")?,
-            version: integer(document, "version")?,
-            position: read_position(document, "position")?,
+        Ok(Meta::new(
+            text("stream")?,
+            text("aggregateId")?,
+            integer(document, "version")?,
+            read_position(document, "position")?,
             timestamp,
-        })
+        ))
     })();
     let meta = place.map_err(|problem| {
         Error::provider(
@@ -94,11 +94,7 @@ pub(crate) fn stored_event(document: &Document) -> Result<StoredEvent, Error> {
             e.to_string(),
         )
     })?;
-    Ok(StoredEvent {
-        meta,
-        event_type,
-        data,
-    })
+    Ok(StoredEvent::new(meta, event_type, data))
 }
 
 #[cfg(test)]

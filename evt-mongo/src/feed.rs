@@ -313,7 +313,7 @@ impl MongoProvider {
                         recent: true,
                         since: cut,
                         before,
-                        reader: evt_core::util::append_id(),
+                        reader: evt_core::__private::util::append_id(),
                     },
                     recent_after,
                     delivered: HashSet::new(),
@@ -422,7 +422,7 @@ impl MongoProvider {
             .open_changes(streams, None)
             .await
             .map_err(|e| Error::transient(operation(), e))?;
-        let last = self.get_last_position(streams).await?;
+        let last = self.last_position(streams).await?;
         let Some(token) = changes.resume_token() else {
             return Ok(Checkpoint::at(last));
         };
@@ -438,7 +438,7 @@ impl MongoProvider {
             recent: false,
             since,
             before: 0,
-            reader: evt_core::util::append_id(),
+            reader: evt_core::__private::util::append_id(),
         };
         let checkpoint = Checkpoint {
             position: last,

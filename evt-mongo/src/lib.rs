@@ -50,7 +50,7 @@
 //! future is dropped may still be stored: once queued, it goes with its batch.)
 //! Several events: one transaction, all or none, which also checks the aggregate's version.
 //! Transient errors and network errors are retried with the same `appendId`. An aggregate loads
-//! in one query ([`Provider::events_for`]), its results streamed by the driver's cursor; loads
+//! in one query ([`Provider::aggregate_stream`]), its results streamed by the driver's cursor; loads
 //! from the first event that arrive while another load is on its way go together, as one query
 //! of `aggregateId: {$in: [...]}` per stream, each load getting its own events.
 //!
@@ -127,7 +127,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evt_core::util::redact_url;
+use evt_core::__private::util::redact_url;
 use evt_core::{Checkpoint, Error, Lease, NewEvent, Provider, Snapshot, StoredEvent};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
@@ -143,7 +143,7 @@ use crate::documents::{integer, read_position, stored_event, timestamp};
 use crate::feed::{Tails, token_bson, token_text};
 use crate::group::{InsertGroup, LoadGroup, Loaded};
 
-/// The page size unless [`MongoProvider::limit`] says otherwise.
+/// The page size unless [`MongoProvider::page_size`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
 /// How long after taking its position an insert is sure to have committed, unless
@@ -319,13 +319,13 @@ fn lease_number(value: u64) -> i64 {
 
 #[async_trait]
 impl Provider for MongoProvider {
-    fn limit(&self) -> usize {
+    fn page_size(&self) -> usize {
         self.limit
     }
 
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
         Ok(self
-            .get_checkpoint(bookmark)
+            .checkpoint(bookmark)
             .await?
             .map(|checkpoint| checkpoint.position))
     }
@@ -335,7 +335,7 @@ impl Provider for MongoProvider {
             .await
     }
 
-    async fn get_checkpoint(&self, bookmark: &str) -> Result<Option<Checkpoint>, Error> {
+    async fn checkpoint(&self, bookmark: &str) -> Result<Option<Checkpoint>, Error> {
         let operation = || format!("read bookmark `{bookmark}`");
         let found = self
             .bookmarks
@@ -372,7 +372,7 @@ impl Provider for MongoProvider {
         Ok(())
     }
 
-    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+    async fn lease(&self, bookmark: &str) -> Result<Lease, Error> {
         let operation = || format!("read the lease of bookmark `{bookmark}`");
         let found = self
             .bookmarks
@@ -468,7 +468,7 @@ impl Provider for MongoProvider {
     /// By position, as evtstore reads: an event that commits late, below a position already
     /// read, is not found by a later read after that position. Handlers use
     /// [`Provider::read_after`], which finds it.
-    async fn get_events_from(
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
@@ -493,11 +493,11 @@ impl Provider for MongoProvider {
         self.read_feed(streams, from, limit.max(1)).await
     }
 
-    async fn get_last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
+    async fn last_checkpoint(&self, streams: &[&str]) -> Result<Checkpoint, Error> {
         self.feed_end(streams).await
     }
 
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
@@ -519,8 +519,8 @@ impl Provider for MongoProvider {
     }
 
     /// One query, its results streamed by the driver's cursor in batches of
-    /// [`MongoProvider::limit`] (evtstore reads an aggregate in one query too).
-    fn events_for<'a>(
+    /// [`MongoProvider::page_size`] (evtstore reads an aggregate in one query too).
+    fn aggregate_stream<'a>(
         &'a self,
         stream: &'a str,
         aggregate_id: &'a str,
@@ -582,24 +582,7 @@ impl Provider for MongoProvider {
         chunks.flatten().boxed()
     }
 
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        let mut last = self
-            .find_events(
-                || format!("read the last event of `{stream}/{aggregate_id}`"),
-                doc! {"stream": stream, "aggregateId": aggregate_id},
-                doc! {"version": -1},
-                1,
-                None,
-            )
-            .await?;
-        Ok(last.pop())
-    }
-
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
         let operation = || format!("read the last position of {streams:?}");
         let last = self
             .events
@@ -645,11 +628,7 @@ impl Provider for MongoProvider {
         self.append_events(&append).await.map(drop)
     }
 
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error> {
         let operation = || format!("read the snapshot of `{stream}/{aggregate_id}`");
         let found = self
             .events

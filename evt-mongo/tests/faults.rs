@@ -41,7 +41,7 @@ async fn through_proxy(direct: &MongoProvider) -> (MongoProvider, CutProxy) {
     .unwrap();
     let provider = MongoProvider::new(&client.database(direct.database().name()));
     // Warm up, so that the cut hits the append and not the connection's start.
-    provider.get_position("warm-up").await.unwrap();
+    provider.position("warm-up").await.unwrap();
     (provider, proxy)
 }
 
@@ -56,7 +56,7 @@ async fn a_lost_commit_answer_is_reported_as_stored() {
         .unwrap_or_else(|e| panic!("a stored append must be reported as stored: {e}"));
     assert_eq!(proxy.cuts(), 1, "the connection was cut");
     let read = direct
-        .get_events_for("s", "lost-commit", 0, 10)
+        .aggregate_events("s", "lost-commit", 0, 10)
         .await
         .unwrap();
     assert_eq!(read, stored, "stored once, as reported");
@@ -73,7 +73,7 @@ async fn a_lost_answer_inside_the_transaction_is_tried_again_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(proxy.cuts(), 1);
     let read = direct
-        .get_events_for("s", "mid-transaction", 0, 10)
+        .aggregate_events("s", "mid-transaction", 0, 10)
         .await
         .unwrap();
     assert_eq!(read, stored, "stored once");
@@ -96,7 +96,7 @@ async fn a_lost_answer_after_another_writer_won_is_a_conflict() {
     assert!(error.is_version_conflict(), "{error}");
     assert_eq!(
         direct
-            .get_events_for("s", "raced", 0, 10)
+            .aggregate_events("s", "raced", 0, 10)
             .await
             .unwrap()
             .len(),

@@ -27,7 +27,7 @@ async fn append(provider: &MongoProvider, id: &str, version: u64, text: &str) ->
 }
 
 /// An insert that takes its position, then commits after a later event was read: evtstore's
-/// handlers (and `get_events_from`) skip it; `evt`'s do not.
+/// handlers (and `events_from`) skip it; `evt`'s do not.
 #[tokio::test]
 async fn an_event_that_commits_after_a_later_one_is_not_skipped() {
     let provider = common::fresh(100).await;
@@ -59,7 +59,7 @@ async fn an_event_that_commits_after_a_later_one_is_not_skipped() {
     session.commit_transaction().await.unwrap();
 
     let late = provider
-        .get_events_for("examples", "late", 0, 10)
+        .aggregate_events("examples", "late", 0, 10)
         .await
         .unwrap();
     assert!(
@@ -68,7 +68,7 @@ async fn an_event_that_commits_after_a_later_one_is_not_skipped() {
     );
     assert!(
         provider
-            .get_events_from(&["examples"], early, 100)
+            .events_from(&["examples"], early, 100)
             .await
             .unwrap()
             .is_empty(),
@@ -101,7 +101,7 @@ async fn a_restarted_handler_resumes_from_its_token() {
     }
     let first = Domain::new(provider.clone()).handler(Recorder::default());
     assert_eq!(first.run_once().await.unwrap(), 3);
-    let stored = provider.get_checkpoint("recorder").await.unwrap().unwrap();
+    let stored = provider.checkpoint("recorder").await.unwrap().unwrap();
     assert!(stored.resume.is_some(), "the change stream's token is kept");
 
     for n in 0..2 {

@@ -27,11 +27,7 @@ async fn raw_events(provider: &MongoProvider) -> Vec<Document> {
 #[tokio::test]
 async fn documents_are_bson_as_evtstore_stores_them() {
     let provider = common::fresh(100).await;
-    let snapshot = Snapshot {
-        snapshot_version: "1".into(),
-        version: 2,
-        state: json!({"notes": 2}),
-    };
+    let snapshot = Snapshot::new("1", 2, json!({"notes": 2}));
     provider
         .append(
             "examples",
@@ -160,7 +156,7 @@ async fn a_document_without_its_place_is_named() {
         .await
         .unwrap();
     let error = provider
-        .get_events_for("examples", "a", 0, 100)
+        .aggregate_events("examples", "a", 0, 100)
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -174,7 +170,7 @@ async fn an_unreachable_server_is_a_clear_error() {
     let provider = MongoProvider::connect("mongodb://127.0.0.1:1/evt?serverSelectionTimeoutMS=300")
         .await
         .unwrap();
-    let error = provider.get_position("reader").await.unwrap_err();
+    let error = provider.position("reader").await.unwrap_err();
     let message = error.to_string();
     assert!(
         message.starts_with("read bookmark `reader` failed"),
@@ -211,7 +207,7 @@ async fn wrong_credentials_are_a_clear_error() {
     options.server_selection_timeout = Some(std::time::Duration::from_secs(2));
     let client = evt_mongo::mongodb::Client::with_options(options).unwrap();
     let provider = MongoProvider::new(&client.database("evt"));
-    let error = provider.get_position("reader").await.unwrap_err();
+    let error = provider.position("reader").await.unwrap_err();
     let message = error.to_string();
     assert!(
         message.starts_with("read bookmark `reader` failed"),
@@ -245,7 +241,7 @@ async fn an_event_that_does_not_decode_stops_the_handler_before_it() {
     for part in ["examples/a", "version 2", position.as_str()] {
         assert!(message.contains(part), "`{part}` missing from: {message}");
     }
-    let bookmark = provider.get_position("recorder").await.unwrap();
+    let bookmark = provider.position("recorder").await.unwrap();
     assert_eq!(
         bookmark,
         Some(good[0].meta.position),
@@ -304,7 +300,7 @@ async fn appends_sent_together_keep_their_own_answers() {
         "every position was filled in"
     );
     let shared = provider
-        .get_events_for("s", "shared", 0, 100)
+        .aggregate_events("s", "shared", 0, 100)
         .await
         .unwrap();
     let versions: Vec<u64> = shared.iter().map(|e| e.meta.version).collect();
@@ -343,7 +339,7 @@ async fn loads_read_together_get_their_own_events() {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     let events: Vec<_> = provider
-                        .events_for(stream, id, after)
+                        .aggregate_stream(stream, id, after)
                         .try_collect()
                         .await
                         .unwrap();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use evt_core::util;
+use evt_core::__private::util;
 use evt_core::{Error, Meta, NewEvent, Snapshot, StoredEvent};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -152,17 +152,17 @@ impl PostgresProvider {
             let mut stored = Vec::with_capacity(events.len());
             for (row, event) in rows.iter().zip(events) {
                 let get = |column: &str| row.try_get::<i64, _>(column).map_err(|e| e.to_string());
-                stored.push(Arc::new(StoredEvent {
-                    meta: Meta {
-                        stream: stream.to_owned(),
-                        aggregate_id: aggregate_id.to_owned(),
-                        version: non_negative(get("version")?, "version")?,
-                        position: non_negative(get("position")?, "position")?,
-                        timestamp: row.try_get("timestamp").map_err(|e| e.to_string())?,
-                    },
-                    event_type: event.event_type.to_owned(),
-                    data: event.data.clone(),
-                }));
+                stored.push(Arc::new(StoredEvent::new(
+                    Meta::new(
+                        stream.to_owned(),
+                        aggregate_id.to_owned(),
+                        non_negative(get("version")?, "version")?,
+                        non_negative(get("position")?, "position")?,
+                        row.try_get("timestamp").map_err(|e| e.to_string())?,
+                    ),
+                    event.event_type.to_owned(),
+                    event.data.clone(),
+                )));
             }
             Ok(stored)
         };

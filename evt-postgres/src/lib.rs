@@ -135,7 +135,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evt_core::util::{self, redact_url};
+use evt_core::__private::util::{self, redact_url};
 use evt_core::{Checkpoint, Error, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -150,7 +150,7 @@ use append::classify;
 use names::{TableName, lock_sql};
 pub use sqlx;
 
-/// The page size unless [`PostgresProvider::limit`] says otherwise.
+/// The page size unless [`PostgresProvider::page_size`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
 /// The most connections [`PostgresProvider::connect`] opens. A command uses one at a time, but
@@ -187,13 +187,12 @@ struct Sql {
     append: String,
     settle: String,
     events_from: String,
-    events_for: String,
-    last_event_for: String,
+    aggregate_stream: String,
     last_position: String,
     snapshot: String,
-    get_position: String,
+    position: String,
     set_position: String,
-    get_lease: String,
+    lease: String,
     take_free_lease: String,
     swap_lease: String,
     set_position_leased: String,
@@ -236,13 +235,9 @@ impl Sql {
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ANY($1) AND position > $2 \
                  ORDER BY position LIMIT $3"
             ),
-            events_for: format!(
+            aggregate_stream: format!(
                 "SELECT {AGGREGATE_COLUMNS} FROM {events} WHERE stream = $1 AND aggregate_id = $2 \
                  AND version > $3 ORDER BY version LIMIT $4"
-            ),
-            last_event_for: format!(
-                "SELECT {AGGREGATE_COLUMNS} FROM {events} WHERE stream = $1 AND aggregate_id = $2 \
-                 ORDER BY version DESC LIMIT 1"
             ),
             last_position: format!(
                 "SELECT coalesce(max(position), 0) FROM {events} WHERE stream = ANY($1)"
@@ -251,12 +246,12 @@ impl Sql {
                 "SELECT snapshot FROM {events} WHERE stream = $1 AND aggregate_id = $2 \
                  AND snapshot IS NOT NULL ORDER BY version DESC LIMIT 1"
             ),
-            get_position: format!("SELECT position FROM {bookmarks} WHERE bookmark = $1"),
+            position: format!("SELECT position FROM {bookmarks} WHERE bookmark = $1"),
             set_position: format!(
                 "INSERT INTO {bookmarks} (bookmark, position) VALUES ($1, $2) \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
             ),
-            get_lease: format!("SELECT holder, epoch, beat FROM {leases} WHERE bookmark = $1"),
+            lease: format!("SELECT holder, epoch, beat FROM {leases} WHERE bookmark = $1"),
             take_free_lease: format!(
                 "INSERT INTO {leases} AS l (bookmark, holder, epoch, beat) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (bookmark) DO UPDATE \
@@ -299,17 +294,17 @@ fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEv
         let position = non_negative(get_i64("position")?, "position")?;
         let text: String = row.try_get("event").map_err(|e| e.to_string())?;
         let data = RawValue::from_string(text).map_err(|e| format!("`event` is not JSON: {e}"))?;
-        Ok(StoredEvent {
-            meta: Meta {
+        Ok(StoredEvent::new(
+            Meta::new(
                 stream,
                 aggregate_id,
-                version: non_negative(get_i64("version")?, "version")?,
+                non_negative(get_i64("version")?, "version")?,
                 position,
-                timestamp: row.try_get("timestamp").map_err(|e| e.to_string())?,
-            },
-            event_type: util::event_type(&data),
+                row.try_get("timestamp").map_err(|e| e.to_string())?,
+            ),
+            util::event_type(&data),
             data,
-        })
+        ))
     };
     read().map_err(|problem| {
         Error::provider(
@@ -508,13 +503,13 @@ fn to_i64(value: u64, what: &str) -> Result<i64, Error> {
 
 #[async_trait]
 impl Provider for PostgresProvider {
-    fn limit(&self) -> usize {
+    fn page_size(&self) -> usize {
         self.limit
     }
 
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
         let operation = || format!("read bookmark `{bookmark}`");
-        let position: Option<i64> = sqlx::query_scalar(&self.sql.get_position)
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.position)
             .bind(bookmark)
             .fetch_optional(&self.pool)
             .await
@@ -540,9 +535,9 @@ impl Provider for PostgresProvider {
         Ok(())
     }
 
-    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+    async fn lease(&self, bookmark: &str) -> Result<Lease, Error> {
         let operation = || format!("read the lease of bookmark `{bookmark}`");
-        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(&self.sql.get_lease)
+        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(&self.sql.lease)
             .bind(bookmark)
             .fetch_optional(&self.pool)
             .await
@@ -608,7 +603,7 @@ impl Provider for PostgresProvider {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn get_events_from(
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
@@ -626,14 +621,14 @@ impl Provider for PostgresProvider {
         .await
     }
 
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let query = sqlx::query(&self.sql.events_for)
+        let query = sqlx::query(&self.sql.aggregate_stream)
             .bind(stream)
             .bind(aggregate_id)
             .bind(to_i64(after_version, "version")?)
@@ -646,25 +641,7 @@ impl Provider for PostgresProvider {
         .await
     }
 
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        let query = sqlx::query(&self.sql.last_event_for)
-            .bind(stream)
-            .bind(aggregate_id);
-        let mut events = self
-            .fetch_events(
-                || format!("read the last event of `{stream}/{aggregate_id}`"),
-                query,
-                Some((stream, aggregate_id)),
-            )
-            .await?;
-        Ok(events.pop())
-    }
-
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
         let operation = || format!("read the last position of {streams:?}");
         let position: i64 = sqlx::query_scalar(&self.sql.last_position)
             .bind(streams)
@@ -686,11 +663,7 @@ impl Provider for PostgresProvider {
             .await
     }
 
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error> {
         let operation = || format!("read the snapshot of `{stream}/{aggregate_id}`");
         let found: Option<Json<Value>> = sqlx::query_scalar(&self.sql.snapshot)
             .bind(stream)

@@ -106,7 +106,7 @@ async fn two_spellings_of_one_table_skip_nothing() {
             let (mut after, mut seen) = (0, Vec::new());
             loop {
                 let done = written.load(Ordering::Acquire);
-                let page = plain.get_events_from(&["load"], after, 1000).await.unwrap();
+                let page = plain.events_from(&["load"], after, 1000).await.unwrap();
                 if let Some(last) = page.last() {
                     after = last.meta.position;
                 }
@@ -126,7 +126,7 @@ async fn two_spellings_of_one_table_skip_nothing() {
     written.store(true, Ordering::Release);
     let seen = reader.await.unwrap();
     let all: Vec<u64> = plain
-        .get_events_from(&["load"], 0, usize::MAX)
+        .events_from(&["load"], 0, usize::MAX)
         .await
         .unwrap()
         .iter()
@@ -181,9 +181,9 @@ async fn names_are_used_as_written_and_system_names_refused() {
             .await
             .unwrap();
         provider.set_position("b", 7).await.unwrap();
-        assert_eq!(provider.get_position("b").await.unwrap(), Some(7));
+        assert_eq!(provider.position("b").await.unwrap(), Some(7));
         let read = provider
-            .get_events_for("s", &format!("a-{events}-{suffix}"), 0, 10)
+            .aggregate_events("s", &format!("a-{events}-{suffix}"), 0, 10)
             .await
             .unwrap();
         assert_eq!(read, stored, "{events}");
@@ -271,7 +271,7 @@ async fn through_proxy(
         .bookmarks_table(direct.bookmarks_table_name())
         .unwrap();
     // Warm up, so that the cut hits an append and not a connection's start.
-    provider.get_position("warm-up").await.unwrap();
+    provider.position("warm-up").await.unwrap();
     (provider, proxy)
 }
 
@@ -286,7 +286,7 @@ async fn an_append_whose_answer_is_lost_is_reported_as_stored() {
         .unwrap_or_else(|e| panic!("a stored append must be reported as stored: {e}"));
     assert_eq!(proxy.cuts(), 1, "the connection was cut");
     let read = direct
-        .get_events_for("s", "lost-answer", 0, 10)
+        .aggregate_events("s", "lost-answer", 0, 10)
         .await
         .unwrap();
     assert_eq!(read, stored, "stored once, as reported");
@@ -320,7 +320,7 @@ async fn an_append_that_never_arrived_is_made_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(proxy.cuts(), 1);
     let read = direct
-        .get_events_for("s", "never-sent", 0, 10)
+        .aggregate_events("s", "never-sent", 0, 10)
         .await
         .unwrap();
     assert_eq!(read, stored, "stored once");
@@ -354,7 +354,7 @@ async fn an_append_without_a_server_to_settle_it_is_unknown() {
     proxy.refuse_connections(false);
     assert!(
         direct
-            .get_events_for("s", "server-gone", 0, 10)
+            .aggregate_events("s", "server-gone", 0, 10)
             .await
             .unwrap()
             .is_empty()
@@ -381,7 +381,7 @@ async fn thirty_two_providers_share_one_server() {
                 provider
                     .append("many", &id, version, &[event(version)], None)
                     .await?;
-                provider.get_events_for("many", &id, 0, 100).await?;
+                provider.aggregate_events("many", &id, 0, 100).await?;
             }
             provider.set_position(&id, 1).await?;
             Ok::<u32, Error>(provider.pool().size())

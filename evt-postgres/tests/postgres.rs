@@ -15,11 +15,7 @@ fn event(data: serde_json::Value) -> NewEvent {
 #[tokio::test]
 async fn events_are_evtstores_rows() {
     let provider = common::fresh(100).await;
-    let snapshot = Snapshot {
-        snapshot_version: "1".into(),
-        version: 2,
-        state: json!({"notes": 2}),
-    };
+    let snapshot = Snapshot::new("1", 2, json!({"notes": 2}));
     let first = event(json!({"type": "noted", "noteText": "x"}));
     let second = event(json!({"type": "noted", "n": 1.5}));
     provider
@@ -91,14 +87,11 @@ async fn tables_of_earlier_versions_keep_working() {
         .unwrap_err();
     assert!(conflict.is_version_conflict(), "{conflict}");
     let read = provider
-        .get_events_for("examples", "a", 0, 10)
+        .aggregate_events("examples", "a", 0, 10)
         .await
         .unwrap();
     assert_eq!(read, stored);
-    let page = provider
-        .get_events_from(&["examples"], 0, 10)
-        .await
-        .unwrap();
+    let page = provider.events_from(&["examples"], 0, 10).await.unwrap();
     assert_eq!(page, stored);
 }
 
@@ -164,7 +157,7 @@ async fn a_failing_append_leaves_nothing_half_written() {
     );
     assert!(
         provider
-            .get_events_from(&["examples"], 0, 100)
+            .events_from(&["examples"], 0, 100)
             .await
             .unwrap()
             .is_empty()
@@ -175,7 +168,7 @@ async fn a_failing_append_leaves_nothing_half_written() {
         .unwrap();
     assert_eq!(stored[0].meta.version, 1);
     let read = provider
-        .get_events_for("examples", "a", 0, 10)
+        .aggregate_events("examples", "a", 0, 10)
         .await
         .unwrap();
     assert_eq!(read, stored, "read back from `jsonb`");

@@ -101,7 +101,7 @@
 //! would get its own empty database; use a file in a temporary directory instead.
 //!
 //! A page of events is one SQLite value, so it must stay under SQLite's string limit (1 GB by
-//! default): with events of several megabytes, lower [`SqliteProvider::limit`].
+//! default): with events of several megabytes, lower [`SqliteProvider::page_size`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -109,8 +109,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use evt_core::__private::util;
 use evt_core::chrono::DateTime;
-use evt_core::util;
 use evt_core::{Checkpoint, Error, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 use serde_json::value::RawValue;
 use sqlx::Row;
@@ -122,7 +122,7 @@ use tokio::sync::watch;
 
 pub use sqlx;
 
-/// The page size unless [`SqliteProvider::limit`] says otherwise.
+/// The page size unless [`SqliteProvider::page_size`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
 /// How long a writer waits for another to finish before giving up with `database is locked`.
@@ -164,12 +164,11 @@ struct Sql {
     last_version: String,
     insert: String,
     events_from_one: String,
-    events_for: String,
-    last_event_for: String,
+    aggregate_stream: String,
     snapshot: String,
-    get_position: String,
+    position: String,
     set_position: String,
-    get_lease: String,
+    lease: String,
     take_free_lease: String,
     swap_lease: String,
     set_position_leased: String,
@@ -191,24 +190,20 @@ impl Sql {
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND position > ? \
                  ORDER BY position LIMIT ?"
             )),
-            events_for: page(&format!(
+            aggregate_stream: page(&format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ? \
                  AND version > ? ORDER BY version LIMIT ?"
-            )),
-            last_event_for: page(&format!(
-                "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ? \
-                 ORDER BY version DESC LIMIT 1"
             )),
             snapshot: format!(
                 "SELECT snapshot FROM {events} WHERE stream = ? AND aggregate_id = ? \
                  AND snapshot IS NOT NULL ORDER BY version DESC LIMIT 1"
             ),
-            get_position: format!("SELECT position FROM {bookmarks} WHERE bookmark = ?"),
+            position: format!("SELECT position FROM {bookmarks} WHERE bookmark = ?"),
             set_position: format!(
                 "INSERT INTO {bookmarks} (bookmark, position) VALUES (?, ?) \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
             ),
-            get_lease: format!("SELECT holder, epoch, beat FROM {leases} WHERE bookmark = ?"),
+            lease: format!("SELECT holder, epoch, beat FROM {leases} WHERE bookmark = ?"),
             take_free_lease: format!(
                 "INSERT INTO {leases} AS l (bookmark, holder, epoch, beat) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (bookmark) DO UPDATE \
@@ -348,14 +343,14 @@ fn page_event(row: &RawValue) -> Result<StoredEvent, Error> {
     let read = || -> Result<StoredEvent, String> {
         let (position, stream, aggregate_id, version, millis, text): Row =
             serde_json::from_str(row.get()).map_err(|_| malformed(row))?;
-        let meta = Meta {
+        let meta = Meta::new(
             stream,
             aggregate_id,
-            version: non_negative(version, "version")?,
-            position: non_negative(position, "position")?,
-            timestamp: DateTime::from_timestamp_millis(millis)
+            non_negative(version, "version")?,
+            non_negative(position, "position")?,
+            DateTime::from_timestamp_millis(millis)
                 .ok_or_else(|| format!("`timestamp` is out of range: {millis}"))?,
-        };
+        );
         let data = match RawValue::from_string(text) {
             Ok(data) => data,
             Err(error) => {
@@ -368,11 +363,7 @@ fn page_event(row: &RawValue) -> Result<StoredEvent, Error> {
                 serde_json::value::to_raw_value(&text).map_err(|e| e.to_string())?
             }
         };
-        Ok(StoredEvent {
-            event_type: util::event_type(&data),
-            meta,
-            data,
-        })
+        Ok(StoredEvent::new(meta, util::event_type(&data), data))
     };
     read().map_err(|problem| {
         let position = serde_json::from_str::<Vec<serde_json::Value>>(row.get())
@@ -676,7 +667,7 @@ impl SqliteProvider {
             return Ok(None);
         }
         // Under the lock, so timestamps do not decrease with positions (unless the clock does).
-        let timestamp = evt_core::util::now();
+        let timestamp = evt_core::__private::util::now();
         let snapshot = snapshot.map(|snapshot| snapshot.to_json().to_string());
         let mut stored = Vec::with_capacity(events.len());
         for (n, event) in (1_u64..).zip(events) {
@@ -691,18 +682,17 @@ impl SqliteProvider {
                 .bind(snapshot.as_deref().filter(|_| last))
                 .fetch_one(&mut *transaction)
                 .await?;
-            stored.push(Arc::new(StoredEvent {
-                meta: Meta {
-                    stream: stream.to_owned(),
-                    aggregate_id: aggregate_id.to_owned(),
+            stored.push(Arc::new(StoredEvent::new(
+                Meta::new(
+                    stream.to_owned(),
+                    aggregate_id.to_owned(),
                     version,
-                    // A rowid is positive.
-                    position: position.unsigned_abs(),
+                    position.unsigned_abs(),
                     timestamp,
-                },
-                event_type: event.event_type.to_owned(),
-                data: event.data.clone(),
-            }));
+                ),
+                event.event_type.to_owned(),
+                event.data.clone(),
+            )));
         }
         transaction.commit().await?;
         Ok(Some(stored))
@@ -711,13 +701,13 @@ impl SqliteProvider {
 
 #[async_trait]
 impl Provider for SqliteProvider {
-    fn limit(&self) -> usize {
+    fn page_size(&self) -> usize {
         self.limit
     }
 
-    async fn get_position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
+    async fn position(&self, bookmark: &str) -> Result<Option<u64>, Error> {
         let operation = || format!("read bookmark `{bookmark}`");
-        let position: Option<i64> = sqlx::query_scalar(&self.sql.get_position)
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.position)
             .bind(bookmark)
             .fetch_optional(&self.pool)
             .await
@@ -741,9 +731,9 @@ impl Provider for SqliteProvider {
         Ok(())
     }
 
-    async fn get_lease(&self, bookmark: &str) -> Result<Lease, Error> {
+    async fn lease(&self, bookmark: &str) -> Result<Lease, Error> {
         let operation = || format!("read the lease of bookmark `{bookmark}`");
-        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(&self.sql.get_lease)
+        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(&self.sql.lease)
             .bind(bookmark)
             .fetch_optional(&self.pool)
             .await
@@ -808,7 +798,7 @@ impl Provider for SqliteProvider {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn get_events_from(
+    async fn events_from(
         &self,
         streams: &[&str],
         after: u64,
@@ -836,14 +826,14 @@ impl Provider for SqliteProvider {
         }
     }
 
-    async fn get_events_for(
+    async fn aggregate_events(
         &self,
         stream: &str,
         aggregate_id: &str,
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let query = sqlx::query(&self.sql.events_for)
+        let query = sqlx::query(&self.sql.aggregate_stream)
             .bind(stream)
             .bind(aggregate_id)
             .bind(bound(after_version))
@@ -855,24 +845,7 @@ impl Provider for SqliteProvider {
         .await
     }
 
-    async fn get_last_event_for(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Arc<StoredEvent>>, Error> {
-        let query = sqlx::query(&self.sql.last_event_for)
-            .bind(stream)
-            .bind(aggregate_id);
-        let mut events = self
-            .fetch_events(
-                || format!("read the last event of `{stream}/{aggregate_id}`"),
-                query,
-            )
-            .await?;
-        Ok(events.pop())
-    }
-
-    async fn get_last_position(&self, streams: &[&str]) -> Result<u64, Error> {
+    async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
         let operation = || format!("read the last position of {streams:?}");
         let streams = distinct(streams);
         if streams.is_empty() {
@@ -932,11 +905,7 @@ impl Provider for SqliteProvider {
         }
     }
 
-    async fn get_snapshot(
-        &self,
-        stream: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
+    async fn snapshot(&self, stream: &str, aggregate_id: &str) -> Result<Option<Snapshot>, Error> {
         let operation = || format!("read the snapshot of `{stream}/{aggregate_id}`");
         let found: Option<String> = sqlx::query_scalar(&self.sql.snapshot)
             .bind(stream)
@@ -1087,11 +1056,10 @@ mod tests {
             (sql.last_version.clone(), 2),
             (sql.events_from_one.clone(), 3),
             (Sql::events_from_many("order", 3), 10),
-            (sql.events_for.clone(), 4),
-            (sql.last_event_for.clone(), 2),
+            (sql.aggregate_stream.clone(), 4),
             (sql.snapshot.clone(), 2),
             (Sql::last_position("order", 2), 2),
-            (sql.get_position.clone(), 1),
+            (sql.position.clone(), 1),
         ];
         for (statement, parameters) in statements {
             let explain = format!("EXPLAIN QUERY PLAN {statement}");

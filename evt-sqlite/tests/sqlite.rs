@@ -52,11 +52,7 @@ async fn the_file_is_in_wal_mode_with_a_busy_timeout() {
 #[tokio::test]
 async fn events_are_json_rows() {
     let provider = common::fresh(100).await;
-    let snapshot = Snapshot {
-        snapshot_version: "1".into(),
-        version: 2,
-        state: json!({"notes": 2}),
-    };
+    let snapshot = Snapshot::new("1", 2, json!({"notes": 2}));
     let first = event(json!({"type": "noted", "noteText": "x"}));
     let second = event(json!({"type": "noted", "n": 1.5}));
     let stored = provider
@@ -177,13 +173,13 @@ async fn table_names_are_checked() {
     keywords.set_position("reader", 1).await.unwrap();
     assert_eq!(
         keywords
-            .get_events_from(&["examples", "others"], 0, 10)
+            .events_from(&["examples", "others"], 0, 10)
             .await
             .unwrap()
             .len(),
         1
     );
-    assert_eq!(keywords.get_position("reader").await.unwrap(), Some(1));
+    assert_eq!(keywords.position("reader").await.unwrap(), Some(1));
 }
 
 #[tokio::test]
@@ -344,11 +340,7 @@ async fn a_writer_waits_for_the_lock_instead_of_failing() {
 #[tokio::test]
 async fn data_persists_across_reopening() {
     let path = common::fresh_path();
-    let snapshot = Snapshot {
-        snapshot_version: "1".into(),
-        version: 1,
-        state: json!({"notes": 1}),
-    };
+    let snapshot = Snapshot::new("1", 1, json!({"notes": 1}));
     let first = {
         let provider = SqliteProvider::open(&path).await.unwrap();
         provider.migrate().await.unwrap();
@@ -363,13 +355,13 @@ async fn data_persists_across_reopening() {
     let reopened = SqliteProvider::open(&path).await.unwrap();
     reopened.migrate().await.unwrap();
     let events = reopened
-        .get_events_for("examples", "a", 0, 100)
+        .aggregate_events("examples", "a", 0, 100)
         .await
         .unwrap();
     assert_eq!(events, first);
-    assert_eq!(reopened.get_position("reader").await.unwrap(), Some(1));
+    assert_eq!(reopened.position("reader").await.unwrap(), Some(1));
     assert_eq!(
-        reopened.get_snapshot("examples", "a").await.unwrap(),
+        reopened.snapshot("examples", "a").await.unwrap(),
         Some(snapshot)
     );
     let next = reopened
@@ -396,7 +388,7 @@ async fn several_streams_are_merged_by_position_each_once() {
         let provider = provider.clone();
         async move {
             provider
-                .get_events_from(streams, after, limit)
+                .events_from(streams, after, limit)
                 .await
                 .unwrap()
                 .iter()
@@ -428,7 +420,7 @@ async fn several_streams_are_merged_by_position_each_once() {
             );
         }
         assert_eq!(
-            provider.get_last_position(streams).await.unwrap(),
+            provider.last_position(streams).await.unwrap(),
             expected(streams, 0, 100).last().copied().unwrap_or(0),
             "last position of {streams:?}"
         );
@@ -457,7 +449,7 @@ async fn a_row_that_is_not_json_is_named_when_loaded_and_handled() {
     .await
     .unwrap();
     let stored = provider
-        .get_events_for("examples", "a", 1, 100)
+        .aggregate_events("examples", "a", 1, 100)
         .await
         .unwrap();
     assert_eq!(stored[0].value(), json!("not json"), "kept as a string");
@@ -482,7 +474,7 @@ async fn a_row_that_is_not_json_is_named_when_loaded_and_handled() {
     );
     assert_eq!(handler.projection().seen().len(), 1, "stops before the row");
     assert_eq!(
-        provider.get_position("recorder").await.unwrap(),
+        provider.position("recorder").await.unwrap(),
         Some(good[0].meta.position),
         "the bookmark stays before it"
     );
@@ -507,7 +499,7 @@ async fn a_row_without_its_place_is_named() {
         .await
         .unwrap();
     let error = provider
-        .get_events_from(&["examples"], 0, 100)
+        .events_from(&["examples"], 0, 100)
         .await
         .unwrap_err();
     let message = error.to_string();

@@ -70,7 +70,7 @@ async fn child_writer(path: String) {
             &json!({"type": "incremented", "by": n, "writer": writer}),
         );
         loop {
-            let last = provider.get_last_event_for("examples", &id).await.unwrap();
+            let last = evt_core::testing::last_event(&provider, "examples", &id).await;
             let version = last.map_or(0, |e| e.meta.version);
             let batch = std::slice::from_ref(&event);
             match provider.append("examples", &id, version, batch, None).await {
@@ -157,7 +157,7 @@ async fn two_processes_append_while_a_handler_reads() {
     );
     println!("the handler ran {runs} times while the writers appended");
     let stored = provider
-        .get_events_from(&["examples"], 0, 10_000)
+        .events_from(&["examples"], 0, 10_000)
         .await
         .unwrap();
     let stored_positions: Vec<u64> = stored.iter().map(|e| e.meta.position).collect();

@@ -310,7 +310,7 @@ pub async fn failover_parent(test: &str, provider: Arc<dyn Provider>, store: &st
         tokio::spawn(async move {
             let mut samples = Vec::new();
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(Some(position)) = provider.get_position(Printer::BOOKMARK).await {
+                if let Ok(Some(position)) = provider.position(Printer::BOOKMARK).await {
                     samples.push(position);
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
@@ -459,7 +459,7 @@ pub async fn failover_parent(test: &str, provider: Arc<dyn Provider>, store: &st
         twice, killed_tail,
         "the events handled twice are the killed holder's last ones"
     );
-    let page = provider.limit();
+    let page = provider.page_size();
     assert!(
         twice.len() <= page,
         "{} events handled twice, more than one page ({page})",
@@ -477,7 +477,7 @@ pub async fn failover_parent(test: &str, provider: Arc<dyn Provider>, store: &st
     }
     let last = *stored.iter().max().expect("events");
     let bookmark = provider
-        .get_position(Printer::BOOKMARK)
+        .position(Printer::BOOKMARK)
         .await
         .expect("the bookmark");
     assert_eq!(bookmark, Some(last), "the bookmark ends at the last event");
@@ -500,7 +500,7 @@ async fn all_positions(provider: &dyn Provider) -> Vec<u64> {
     let mut after = 0;
     loop {
         let page = provider
-            .get_events_from(&["examples"], after, 1000)
+            .events_from(&["examples"], after, 1000)
             .await
             .expect("read the stored events");
         let Some(last) = page.last() else {
