@@ -53,6 +53,7 @@ impl Domain {
     /// let domain = Domain::new(MemoryProvider::new()).with_cache(10_000);
     /// # let _ = domain;
     /// ```
+    #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.cache = NonZeroUsize::new(capacity).map(|capacity| Arc::new(Cache::new(capacity)));
         self

@@ -62,18 +62,21 @@ impl HandlerOptions {
     };
 
     /// These options with [`HandlerOptions::tail_stream`] set to `on`.
+    #[must_use]
     pub const fn with_tail_stream(mut self, on: bool) -> Self {
         self.tail_stream = on;
         self
     }
 
     /// These options with [`HandlerOptions::always_tail_stream`] set to `on`.
+    #[must_use]
     pub const fn with_always_tail_stream(mut self, on: bool) -> Self {
         self.always_tail_stream = on;
         self
     }
 
     /// These options with [`HandlerOptions::continue_on_error`] set to `on`.
+    #[must_use]
     pub const fn with_continue_on_error(mut self, on: bool) -> Self {
         self.continue_on_error = on;
         self
@@ -88,6 +91,7 @@ impl HandlerOptions {
     ///     .with_skip_unknown_events(true);
     /// assert!(OPTIONS.tail_stream && !OPTIONS.continue_on_error);
     /// ```
+    #[must_use]
     pub const fn with_skip_unknown_events(mut self, on: bool) -> Self {
         self.skip_unknown_events = on;
         self
@@ -114,18 +118,22 @@ type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// Runs a [`Projection`]: `run_once`, or `start`ed as a task until `stop`.
 ///
-/// Cheap to clone; clones share the projection, the position, the options (so set them with the
-/// builder methods before cloning) and the task. The bookmark is
+/// Cheap to clone; clones share the projection, the position and the task. The builder methods
+/// (`tail_stream`, `lease_time`, ...) return a handler with the option changed: clones made
+/// before, and a task already started, keep the options they had. The bookmark is
 /// stored after each page of events (and before reporting an error), so after a crash a
 /// handler may see the last page again: write handlers that tolerate a repeat (upserts, `$set`).
+#[must_use = "a handler does nothing until it is started or run"]
 pub struct Handler<P> {
     inner: Arc<Inner<P>>,
+    config: Arc<Config>,
 }
 
 impl<P> Clone for Handler<P> {
     fn clone(&self) -> Self {
         Handler {
             inner: self.inner.clone(),
+            config: self.config.clone(),
         }
     }
 }
@@ -144,7 +152,6 @@ struct Inner<P> {
     provider: Arc<dyn Provider>,
     /// Where runs in this process got to, for [`Handler::wait_until_handled`].
     progress: watch::Sender<Progress>,
-    config: Mutex<Config>,
     run: tokio::sync::Mutex<RunState>,
     task: Mutex<Option<Task>>,
 }
@@ -194,42 +201,46 @@ impl<P: Projection> Handler<P> {
                 projection,
                 provider,
                 progress: watch::Sender::new(Progress::default()),
-                config: Mutex::new(Config {
-                    options: P::OPTIONS,
-                    memory_bookmark: false,
-                    poll_interval: DEFAULT_POLL_INTERVAL,
-                    lease_time: Some(DEFAULT_LEASE_TIME),
-                    on_error: None,
-                }),
                 run: tokio::sync::Mutex::default(),
                 task: Mutex::default(),
+            }),
+            config: Arc::new(Config {
+                options: P::OPTIONS,
+                memory_bookmark: false,
+                poll_interval: DEFAULT_POLL_INTERVAL,
+                lease_time: Some(DEFAULT_LEASE_TIME),
+                on_error: None,
             }),
         }
     }
 
-    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
-        self.inner
-            .config
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This handler with its options changed by `change`.
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
     }
 
     /// On the first start ever (no stored bookmark), begin at the end of the streams' history.
+    ///
+    /// The end is stored as the bookmark at once, so a restart goes on from there and handles
+    /// what was appended in between. (evtstore stores nothing until it handles an event, so
+    /// its restart tails again and never handles those events.)
     pub fn tail_stream(self, on: bool) -> Self {
-        self.config().options.tail_stream = on;
-        self
+        self.with(|config| config.options.tail_stream = on)
     }
 
     /// On every start, begin at the end of the streams' history.
     pub fn always_tail_stream(self, on: bool) -> Self {
-        self.config().options.always_tail_stream = on;
-        self
+        self.with(|config| config.options.always_tail_stream = on)
     }
 
     /// Pass a failing event to the error callback and go on, instead of stopping at it.
     pub fn continue_on_error(self, on: bool) -> Self {
-        self.config().options.continue_on_error = on;
-        self
+        self.with(|config| config.options.continue_on_error = on)
     }
 
     /// Pass over a stored event whose type the event enum of its stream does not know, instead of
@@ -237,26 +248,22 @@ impl<P: Projection> Handler<P> {
     /// handled and the bookmark moves past it; a document without a string `type` still stops
     /// the handler.
     pub fn skip_unknown_events(self, on: bool) -> Self {
-        self.config().options.skip_unknown_events = on;
-        self
+        self.with(|config| config.options.skip_unknown_events = on)
     }
 
     /// Called with each error skipped under `continue_on_error` (by default they are logged).
     pub fn on_error(self, callback: impl Fn(&Error) + Send + Sync + 'static) -> Self {
-        self.config().on_error = Some(Arc::new(callback));
-        self
+        self.with(|config| config.on_error = Some(Arc::new(callback)))
     }
 
     /// Keep the bookmark in this value's memory instead of the provider (evtstore's `MemoryBookmark`).
     pub fn memory_bookmark(self) -> Self {
-        self.config().memory_bookmark = true;
-        self
+        self.with(|config| config.memory_bookmark = true)
     }
 
     /// How often a started handler polls for events appended by other processes.
     pub fn poll_interval(self, interval: Duration) -> Self {
-        self.config().poll_interval = interval;
-        self
+        self.with(|config| config.poll_interval = interval)
     }
 
     /// How long a started handler's lease lasts ([`DEFAULT_LEASE_TIME`] unless set).
@@ -269,15 +276,13 @@ impl<P: Projection> Handler<P> {
     /// moves back. Handling stays at least once: after a takeover, the events of the page the
     /// old holder was handling are handled again.
     pub fn lease_time(self, lease_time: Duration) -> Self {
-        self.config().lease_time = Some(lease_time.max(Duration::from_millis(10)));
-        self
+        self.with(|config| config.lease_time = Some(lease_time.max(Duration::from_millis(10))))
     }
 
     /// Start without a lease: every started instance handles every event (one process only,
     /// or a provider without leases). [`Handler::run_once`] and in-memory bookmarks never use one.
     pub fn without_lease(self) -> Self {
-        self.config().lease_time = None;
-        self
+        self.with(|config| config.lease_time = None)
     }
 
     /// Whether this started handler holds its bookmark's lease now (always `false` for a handler
@@ -341,7 +346,7 @@ impl<P: Projection> Handler<P> {
         stop: Option<&watch::Receiver<bool>>,
         fence: Option<&Fence<'_>>,
     ) -> Result<usize, Error> {
-        let config = self.config().clone();
+        let config = self.config.clone();
         let provider = &*self.inner.provider;
         let mut run = self.inner.run.lock().await;
         let mut checkpoint = match run.checkpoint.take() {
@@ -606,9 +611,40 @@ impl<P: Projection> Handler<P> {
         run.resume_only = true;
     }
 
-    /// Forgets the position held in memory, so the next run reads the bookmark again
-    /// (and, with `always_tail_stream`, starts at the end again).
+    /// Forgets where the handler stands, as evtstore's `reset()`: the next run reads the stored
+    /// bookmark again (and, with `always_tail_stream`, starts at the end again). With
+    /// [`Handler::memory_bookmark`], whose bookmark is this memory, it starts from the beginning
+    /// of the streams again (or, with `tail_stream`, at their end). A stored bookmark is not
+    /// moved: storing a position is the provider's (`set_checkpoint`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use evt_core::{Domain, MemoryProvider, Meta, event, aggregate, projection};
+    /// # #[event] #[derive(Debug, Clone)] pub enum CountEvent { Counted }
+    /// # #[derive(Clone, Default)] pub struct Count;
+    /// # #[aggregate(stream = "counts", events = CountEvent)] impl Count { fn counted(&mut self, _: &Counted) {} }
+    /// # #[derive(Default)] pub struct Seen;
+    /// # #[projection(bookmark = "seen", streams = ["counts"])]
+    /// # impl Seen { fn counted(&self, _: &str, _: &Counted, _: &Meta) {} }
+    /// let domain = Domain::new(MemoryProvider::new());
+    /// domain.append(evt_core::Versioned::<Count>::new("c"), vec![Counted.into()]).await.unwrap();
+    /// let handler = domain.handler(Seen).memory_bookmark();
+    /// assert_eq!(handler.run_once().await.unwrap(), 1);
+    /// assert_eq!(handler.run_once().await.unwrap(), 0);
+    /// handler.reset().await;
+    /// assert_eq!(handler.run_once().await.unwrap(), 1); // from the beginning again
+    /// # }
+    /// ```
     pub async fn reset(&self) {
+        let mut run = self.inner.run.lock().await;
+        run.checkpoint = None;
+        if self.config.memory_bookmark {
+            run.memory = None;
+        }
+    }
+
+    /// Forgets the position held in memory, so the next run reads the bookmark again.
+    async fn forget_position(&self) {
         self.inner.run.lock().await.checkpoint = None;
     }
 
@@ -634,7 +670,7 @@ impl<P: Projection> Handler<P> {
         let inner = Arc::downgrade(&self.inner);
         let provider = self.inner.provider.clone();
         let appended = provider.subscribe();
-        let config = self.config().clone();
+        let config = self.config.clone();
         let lease_time = config.lease_time.filter(|_| !config.memory_bookmark);
         let (held_sender, held) = watch::channel(None);
         let held = lease_time.map(|_| held);
@@ -644,7 +680,7 @@ impl<P: Projection> Handler<P> {
                 Some(lease_time) => {
                     let (ran, runner_done) = watch::channel(false);
                     let runner = async {
-                        run_loop(inner, stopped, appended, runs).await;
+                        run_loop(inner, config, stopped, appended, runs).await;
                         ran.send_replace(true);
                     };
                     let keeper = lease::keep(
@@ -657,7 +693,7 @@ impl<P: Projection> Handler<P> {
                     );
                     tokio::join!(runner, keeper);
                 }
-                None => run_loop(inner, stopped, appended, None).await,
+                None => run_loop(inner, config, stopped, appended, None).await,
             }
             finished.send_replace(true);
         });
@@ -719,12 +755,19 @@ fn type_problem<P: Projection>(event: &StoredEvent) -> Option<serde_json::Error>
 /// `Handler` ends it.
 async fn run_loop<P: Projection>(
     inner: Weak<Inner<P>>,
+    config: Arc<Config>,
     mut stopped: watch::Receiver<bool>,
     mut appended: Option<watch::Receiver<u64>>,
     mut held: Option<watch::Receiver<Option<Held>>>,
 ) {
     match inner.upgrade() {
-        Some(inner) => Handler { inner }.reset().await,
+        Some(inner) => {
+            let handler = Handler {
+                inner,
+                config: config.clone(),
+            };
+            handler.forget_position().await
+        }
         None => return,
     }
     // The epoch of the lease the last run held: a new one means another holder may have moved
@@ -753,7 +796,10 @@ async fn run_loop<P: Projection>(
                         // from the stored bookmark (even with `always_tail_stream`, which
                         // applies when started, not here).
                         match inner.upgrade() {
-                            Some(inner) => Handler { inner }.resume_from_bookmark().await,
+                            Some(inner) => {
+                                let config = config.clone();
+                                Handler { inner, config }.resume_from_bookmark().await
+                            }
                             None => return,
                         }
                     }
@@ -767,7 +813,10 @@ async fn run_loop<P: Projection>(
             appended.borrow_and_update();
         }
         let Some(inner) = inner.upgrade() else { return };
-        let handler = Handler { inner };
+        let handler = Handler {
+            inner,
+            config: config.clone(),
+        };
         let poll_interval = handler.config().poll_interval;
         // In a task of its own, so that a panicking handler method is reported, not fatal.
         let until = stopped.clone();

@@ -243,16 +243,19 @@ impl Lease {
     }
 
     /// This lease granted to `holder`: the next epoch, beat 0.
+    #[must_use]
     pub fn granted_to(&self, holder: &str) -> Lease {
         Lease::new(Some(holder.to_owned()), self.epoch + 1, 0)
     }
 
     /// This lease renewed by its holder: the next beat.
+    #[must_use]
     pub fn renewed(&self) -> Lease {
         Lease::new(self.holder.clone(), self.epoch, self.beat + 1)
     }
 
     /// This lease given up: no holder, the same epoch, the next beat.
+    #[must_use]
     pub fn released(&self) -> Lease {
         Lease::new(None, self.epoch, self.beat + 1)
     }

@@ -888,6 +888,12 @@ pub async fn memory_bookmark(factory: &impl Factory) {
     assert_eq!(domain.provider().position("recorder").await.unwrap(), None);
     let other = domain.handler(Recorder::default()).memory_bookmark();
     assert_eq!(other.run_once().await.unwrap(), 2);
+    handler.reset().await;
+    assert_eq!(
+        handler.run_once().await.unwrap(),
+        2,
+        "reset() rewinds an in-memory bookmark to the beginning, as evtstore's"
+    );
 }
 
 /// One handler reads several streams, in position order; another reads only its own.
@@ -925,7 +931,18 @@ pub async fn tail_stream(factory: &impl Factory) {
     create(&commands, "old").await;
     let handler = domain.handler(Recorder::default()).tail_stream(true);
     assert_eq!(handler.run_once().await.unwrap(), 0);
+    let stored = domain.provider().checkpoint("recorder").await.unwrap();
+    assert!(
+        stored.is_some(),
+        "the tail is stored as the bookmark at once (evtstore stores nothing until it handles an event)"
+    );
     create(&commands, "new").await;
+    let restarted = domain.handler(Recorder::default()).tail_stream(true);
+    assert_eq!(
+        restarted.run_once().await.unwrap(),
+        1,
+        "a restart goes on from the stored tail, so an event appended before it is handled"
+    );
     assert_eq!(handler.run_once().await.unwrap(), 1);
     assert_eq!(handler.projection().seen()[0].aggregate_id, "new");
     handler.reset().await;

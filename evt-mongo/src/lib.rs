@@ -217,6 +217,7 @@ impl MongoProvider {
     }
 
     /// Stores events in the collection `name`.
+    #[must_use]
     pub fn events_collection(mut self, name: &str) -> Self {
         self.events = self.database.collection(name);
         self.inserts = InsertGroup::new(self.events.clone(), self.write_concern.clone());
@@ -225,12 +226,14 @@ impl MongoProvider {
     }
 
     /// Stores bookmarks in the collection `name`.
+    #[must_use]
     pub fn bookmarks_collection(mut self, name: &str) -> Self {
         self.bookmarks = self.database.collection(name);
         self
     }
 
     /// Reads pages of at most `limit` events (at least 1).
+    #[must_use]
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
         self
@@ -238,6 +241,7 @@ impl MongoProvider {
 
     /// Commits appends with `write_concern` instead of [`durable_write_concern`]. A weaker one
     /// (e.g. `w: 1` without `j`) is faster, but an acknowledged append may be lost in a crash.
+    #[must_use]
     pub fn write_concern(mut self, write_concern: WriteConcern) -> Self {
         self.inserts = InsertGroup::new(self.events.clone(), write_concern.clone());
         self.write_concern = write_concern;
@@ -248,6 +252,7 @@ impl MongoProvider {
     /// default [`DEFAULT_COMMIT_MARGIN`]). Handlers read history by position only below "now
     /// minus this margin", and the rest through a change stream (see the crate's docs); raise it
     /// if the server's `transactionLifetimeLimitSeconds` is raised.
+    #[must_use]
     pub fn commit_margin(mut self, margin: Duration) -> Self {
         self.commit_margin = margin.max(Duration::from_secs(1));
         self

@@ -389,6 +389,7 @@ impl PostgresProvider {
     }
 
     /// Reads pages of at most `limit` events (at least 1).
+    #[must_use]
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
         self
@@ -397,6 +398,7 @@ impl PostgresProvider {
     /// How long an append whose connection failed keeps trying to reach the server to find out
     /// whether it was stored, before it reports [`Error::AppendUnknown`] ([`SETTLE_TIMEOUT`]
     /// unless set).
+    #[must_use]
     pub fn settle_timeout(mut self, timeout: Duration) -> Self {
         self.settle_timeout = timeout;
         self

@@ -486,6 +486,7 @@ impl SqliteProvider {
     }
 
     /// Reads pages of at most `limit` events (at least 1).
+    #[must_use]
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
         self
