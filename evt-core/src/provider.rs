@@ -74,6 +74,14 @@ impl Meta {
 
 impl StoredEvent {
     /// An event as a provider read it: `data` is its document, `type` included.
+    ///
+    /// ```
+    /// use evt_core::{Meta, StoredEvent};
+    /// let meta = Meta::new("departments", "d1", 1, 17, evt_core::chrono::Utc::now());
+    /// let data = serde_json::value::RawValue::from_string(r#"{"type":"departmentDeleted"}"#.into());
+    /// let event = StoredEvent::new(meta, "departmentDeleted", data.unwrap());
+    /// assert_eq!(event.value()["type"], "departmentDeleted");
+    /// ```
     pub fn new(meta: Meta, event_type: impl Into<String>, data: Box<RawValue>) -> StoredEvent {
         StoredEvent {
             meta,
@@ -109,6 +117,12 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// An event of type `event_type` with the document `data` (which includes `"type"`).
+    ///
+    /// ```
+    /// let data = serde_json::value::RawValue::from_string(r#"{"type":"departmentDeleted"}"#.into());
+    /// let event = evt_core::NewEvent::new("departmentDeleted", data.unwrap());
+    /// assert_eq!(event.data.get(), r#"{"type":"departmentDeleted"}"#);
+    /// ```
     pub fn new(event_type: &'static str, data: Box<RawValue>) -> NewEvent {
         NewEvent { event_type, data }
     }
@@ -138,6 +152,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The state `state` of an aggregate after its event `version`, under `snapshot_version`.
+    ///
+    /// ```
+    /// let snapshot = evt_core::Snapshot::new("1", 12, serde_json::json!({"managers": []}));
+    /// assert_eq!(snapshot.to_json()["snapshotVersion"], "1");
+    /// ```
     pub fn new(snapshot_version: impl Into<String>, version: u64, state: Value) -> Snapshot {
         Snapshot {
             snapshot_version: snapshot_version.into(),
