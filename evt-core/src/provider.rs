@@ -206,6 +206,7 @@ impl Snapshot {
 /// assert_eq!(Checkpoint::at(42).position, 42);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Checkpoint {
     /// The position of the last event handled (0: none yet); what evtstore's bookmarks store.
     pub position: u64,
@@ -220,6 +221,19 @@ impl Checkpoint {
         Checkpoint {
             position,
             resume: None,
+        }
+    }
+
+    /// Just after `position`, with the provider's resume point `resume`.
+    ///
+    /// ```
+    /// let checkpoint = evt_core::Checkpoint::resuming(42, r#"{"_data":"82.."}"#);
+    /// assert_eq!(checkpoint.resume.as_deref(), Some(r#"{"_data":"82.."}"#));
+    /// ```
+    pub fn resuming(position: u64, resume: impl Into<String>) -> Checkpoint {
+        Checkpoint {
+            position,
+            resume: Some(resume.into()),
         }
     }
 }

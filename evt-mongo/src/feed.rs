@@ -338,10 +338,10 @@ impl MongoProvider {
             for event in recent {
                 tail.recent_after = tail.recent_after.max(event.meta.position);
                 tail.delivered.insert(place(&event));
-                checkpoint = Checkpoint {
-                    position: checkpoint.position.max(event.meta.position),
-                    resume: Some(tail.resume.text()),
-                };
+                checkpoint = Checkpoint::resuming(
+                    checkpoint.position.max(event.meta.position),
+                    tail.resume.text(),
+                );
                 out.push((event, checkpoint.clone()));
             }
             tail.resume.recent = !done;
@@ -399,10 +399,10 @@ impl MongoProvider {
             catch_up_until = None;
             tail.resume.token = token.clone();
             tail.resume.since = tail.resume.since.max(event.meta.position);
-            checkpoint = Checkpoint {
-                position: checkpoint.position.max(event.meta.position),
-                resume: Some(tail.resume.text()),
-            };
+            checkpoint = Checkpoint::resuming(
+                checkpoint.position.max(event.meta.position),
+                tail.resume.text(),
+            );
             if !tail.delivered.is_empty() && tail.delivered.remove(&place(&event)) {
                 continue;
             }
@@ -440,10 +440,7 @@ impl MongoProvider {
             before: 0,
             reader: evt_core::__private::util::append_id(),
         };
-        let checkpoint = Checkpoint {
-            position: last,
-            resume: Some(resume.text()),
-        };
+        let checkpoint = Checkpoint::resuming(last, resume.text());
         self.tails.put(Tail {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             after: checkpoint.clone(),

@@ -357,7 +357,9 @@ impl Provider for MongoProvider {
             None | Some(Bson::Null) => None,
             Some(token) => Some(token_text(token)),
         };
-        Ok(Some(Checkpoint { position, resume }))
+        let mut checkpoint = Checkpoint::at(position);
+        checkpoint.resume = resume;
+        Ok(Some(checkpoint))
     }
 
     async fn set_checkpoint(&self, bookmark: &str, checkpoint: &Checkpoint) -> Result<(), Error> {

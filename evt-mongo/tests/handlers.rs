@@ -126,10 +126,10 @@ async fn a_refused_token_reads_again_from_the_margin_before_its_position() {
     provider
         .set_checkpoint(
             "recorder",
-            &Checkpoint {
-                position: positions[2],
-                resume: Some(r#"{"_data":"8200000001000000012B0229296E04"}"#.into()),
-            },
+            &Checkpoint::resuming(
+                positions[2],
+                r#"{"_data":"8200000001000000012B0229296E04"}"#,
+            ),
         )
         .await
         .unwrap();

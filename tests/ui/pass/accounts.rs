@@ -128,6 +128,7 @@ fn main() {
         balances.start();
 
         let account = accounts.deposit("acc-1", Deposit { amount: 100 }).await.unwrap();
+        assert_eq!(account.balance, 100);
         let account = accounts
             .transfer("acc-1", Transfer { amount: 50, to: "acc-2".into() })
             .await
