@@ -111,6 +111,14 @@
 //! [`MongoProvider::write_concern`]): an acknowledged append is in the journal of a majority of
 //! the replica set and survives a crash of the server.
 //!
+//! # TLS
+//!
+//! The official driver's default feature `rustls-tls` is on, so a deployment that requires TLS
+//! (MongoDB Atlas, any `mongodb+srv://` URL) is reached as its URL says: `tls=true`, with
+//! `tlsCAFile=/path/ca.pem` for a private authority and `tlsCertificateKeyFile=/path/client.pem`
+//! for a client certificate. For OpenSSL instead, depend on `mongodb` with its `openssl-tls`
+//! feature in your own `Cargo.toml`.
+//!
 //! # Requirements
 //!
 //! A replica set (a single-node one is enough) or a sharded cluster: change streams and

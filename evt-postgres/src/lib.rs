@@ -47,6 +47,21 @@
 //! its drivers return a `bigint` as a string. Tables made by earlier versions of evt (`bigint`,
 //! `json` or `jsonb`) are read and written as they are.
 //!
+//! # TLS
+//!
+//! With the default feature `tls-rustls` (sqlx's, through rustls), a server that requires TLS,
+//! as most hosted ones do, is reached with `sslmode` in the URL:
+//!
+//! - `postgres://user:password@host/db?sslmode=require`: encrypted, the certificate not checked;
+//! - `?sslmode=verify-full`: the certificate checked against the Mozilla roots and the host name;
+//! - `?sslmode=verify-full&sslrootcert=/path/ca.pem`: against a private authority (a cloud
+//!   provider's CA bundle, say);
+//! - `&sslcert=/path/client.pem&sslkey=/path/client.key`: with a client certificate.
+//!
+//! `sslmode=prefer` (sqlx's default) uses TLS where the server offers it. To use the system's
+//! OpenSSL instead, turn the feature off and enable sqlx's `tls-native-tls` in your own
+//! `Cargo.toml` (`sqlx = { version = "0.8", features = ["tls-native-tls"] }`).
+//!
 //! # Moving from evtstore
 //!
 //! Point the provider at evtstore's tables ([`PostgresProvider::events_table`],
