@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::provider::{NewEvent, Provider, Snapshot};
-use crate::{Aggregate, Error, Event, Handler, Projection, Versioned};
+use crate::{Aggregate, Error, Event, Handler, Metadata, Projection, Versioned};
 
 /// One provider and what the aggregates share over it (evtstore's `createDomain`).
 ///
@@ -19,6 +19,7 @@ use crate::{Aggregate, Error, Event, Handler, Projection, Versioned};
 pub struct Domain {
     provider: Arc<dyn Provider>,
     cache: Option<Arc<Cache>>,
+    metadata: Arc<Metadata>,
 }
 
 impl Domain {
@@ -32,7 +33,40 @@ impl Domain {
         Domain {
             provider,
             cache: None,
+            metadata: Metadata::none(),
         }
+    }
+
+    /// This domain, appending with `metadata`: every event that commands through it append
+    /// carries it ([`crate::Meta::metadata`] in handlers). Make one per request, from what the
+    /// request says; it shares the provider and the cache.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use evt_core::{Domain, MemoryProvider, Versioned, event, aggregate};
+    /// # #[event] #[derive(Debug, Clone)] pub enum CountEvent { Counted }
+    /// # #[derive(Clone, Default)] pub struct Count;
+    /// # #[aggregate(stream = "counts", events = CountEvent)] impl Count { fn counted(&mut self, _: &Counted) {} }
+    /// use evt_core::Metadata;
+    ///
+    /// let domain = Domain::new(MemoryProvider::new());
+    /// let request = domain.with_metadata(Metadata::new().correlation_id("req-1").user("alice"));
+    /// request.append(Versioned::<Count>::new("c"), vec![Counted.into()]).await.unwrap();
+    /// let stored = domain.provider().aggregate_events("counts", "c", 0, 10).await.unwrap();
+    /// assert_eq!(stored[0].meta.metadata.user.as_deref(), Some("alice"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_metadata(&self, metadata: Metadata) -> Self {
+        Domain {
+            metadata: Arc::new(metadata),
+            ..self.clone()
+        }
+    }
+
+    /// The metadata this domain appends with (empty unless set by [`Domain::with_metadata`]).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
     /// Keeps up to `capacity` loaded aggregates in memory (evtstore's `useCache`, but bounded:
@@ -159,15 +193,15 @@ impl Domain {
         let new_events = events
             .iter()
             .map(|event| {
-                Ok(NewEvent {
-                    event_type: event.event_type(),
-                    data: event.to_json().map_err(|source| Error::Encode {
-                        what: format!("event `{}`", event.event_type()),
-                        stream: A::STREAM.to_owned(),
-                        aggregate_id: aggregate.id.clone(),
-                        source,
-                    })?,
-                })
+                let data = event.to_json().map_err(|source| Error::Encode {
+                    what: format!("event `{}`", event.event_type()),
+                    stream: A::STREAM.to_owned(),
+                    aggregate_id: aggregate.id.clone(),
+                    source,
+                })?;
+                let mut new = NewEvent::new(event.event_type(), data);
+                new.metadata = self.metadata.clone();
+                Ok(new)
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let stored_version = aggregate.version;

@@ -84,6 +84,7 @@ mod event;
 mod handler;
 mod lease;
 mod memory;
+mod metadata;
 mod provider;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -98,6 +99,7 @@ pub use error::{BoxError, CommandError, Error};
 pub use event::Event;
 pub use handler::{DEFAULT_LEASE_TIME, DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
 pub use memory::{DEFAULT_LIMIT, MemoryProvider};
+pub use metadata::Metadata;
 pub use provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
 
 /// Marks an event enum: one struct per variant, stored as evtstore stores events.

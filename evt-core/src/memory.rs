@@ -263,6 +263,7 @@ impl Provider for MemoryProvider {
                             version: expected_version + n,
                             position: (first as u64) + n,
                             timestamp,
+                            metadata: event.metadata.clone(),
                         },
                         event_type: event.event_type.to_owned(),
                         data: event.data.clone(),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
-use crate::Error;
+use crate::{Error, Metadata};
 
 /// Where an event sits: its aggregate, its version in that aggregate, its position in the store.
 ///
@@ -34,6 +34,9 @@ pub struct Meta {
     pub position: u64,
     /// When the event was appended, to the millisecond.
     pub timestamp: DateTime<Utc>,
+    /// What the command's caller said about it ([`crate::Domain::with_metadata`]); empty for
+    /// events appended without metadata.
+    pub metadata: Arc<Metadata>,
 }
 
 /// An event as stored: where it is, and its document `{"type": ..., ...fields}`.
@@ -68,6 +71,7 @@ impl Meta {
             version,
             position,
             timestamp,
+            metadata: Metadata::none(),
         }
     }
 }
@@ -113,6 +117,9 @@ pub struct NewEvent {
     pub event_type: &'static str,
     /// The event document, including `type`, as JSON text.
     pub data: Box<RawValue>,
+    /// What the command's caller said about it, stored beside it (not in `data`); empty by
+    /// default.
+    pub metadata: Arc<Metadata>,
 }
 
 impl NewEvent {
@@ -124,16 +131,20 @@ impl NewEvent {
     /// assert_eq!(event.data.get(), r#"{"type":"departmentDeleted"}"#);
     /// ```
     pub fn new(event_type: &'static str, data: Box<RawValue>) -> NewEvent {
-        NewEvent { event_type, data }
+        NewEvent {
+            event_type,
+            data,
+            metadata: Metadata::none(),
+        }
     }
 
     /// An event of type `event_type` with the document `data` (which includes `"type"`), e.g. for
     /// a provider's tests or an import.
     pub fn from_value(event_type: &'static str, data: &Value) -> NewEvent {
-        NewEvent {
+        NewEvent::new(
             event_type,
-            data: serde_json::value::to_raw_value(data).expect("a Value always serializes"),
-        }
+            serde_json::value::to_raw_value(data).expect("a Value always serializes"),
+        )
     }
 }
 

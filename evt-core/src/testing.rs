@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    Aggregate, Checkpoint, Domain, Error, Event, Lease, Meta, NewEvent, Provider, Snapshot,
-    StoredEvent, Versioned, aggregate, commands, event, projection,
+    Aggregate, Checkpoint, Domain, Error, Event, Lease, Meta, Metadata, NewEvent, Provider,
+    Snapshot, StoredEvent, Versioned, aggregate, commands, event, projection,
 };
 
 /// The scenarios, in the order [`provider_tests!`](crate::provider_tests) runs them.
@@ -81,7 +81,8 @@ macro_rules! provider_tests {
             lease_contract,
             lease_swaps_race,
             one_started_handler_holds_the_lease,
-            waiting_until_a_handler_handled_a_command
+            waiting_until_a_handler_handled_a_command,
+            metadata_beside_events
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -556,6 +557,62 @@ pub async fn command_returns_aggregate(factory: &impl Factory) {
 }
 
 /// A command returning several events appends them all, in order, at consecutive versions.
+/// Metadata set on a command's domain is stored beside each event of its append, not in the
+/// event's document; loads, reads and handlers see it; events appended without it have none.
+pub async fn metadata_beside_events(factory: &impl Factory) {
+    let domain = domain(factory, 100).await;
+    let metadata = Metadata::new()
+        .correlation_id("request-1")
+        .causation_id("event-0")
+        .user("alice")
+        .with("tenant", "acme")
+        .with("ip", "192.0.2.1");
+    let request = ExampleCommands::new(&domain.with_metadata(metadata.clone()));
+    create(&request, "with").await;
+    let notes = NoteMany {
+        notes: vec![Some("1".to_owned()), Some("2".to_owned())],
+    };
+    request.note_many("with", notes).await.unwrap();
+    create(&ExampleCommands::new(&domain), "without").await;
+
+    let provider = domain.provider();
+    let with = provider
+        .aggregate_events("examples", "with", 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(with.len(), 3);
+    for event in &with {
+        assert_eq!(
+            *event.meta.metadata, metadata,
+            "event {}",
+            event.meta.version
+        );
+        let document = event.value();
+        let keys: Vec<&String> = document.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter()
+                .all(|key| ["type", "name", "noteText"].contains(&key.as_str())),
+            "the metadata stays out of the event's document: {document}"
+        );
+    }
+    let without = provider
+        .aggregate_events("examples", "without", 0, 100)
+        .await
+        .unwrap();
+    assert!(without[0].meta.metadata.is_empty());
+
+    let read = provider.events_from(&["examples"], 0, 100).await.unwrap();
+    let metadatas: Vec<bool> = read.iter().map(|e| e.meta.metadata.is_empty()).collect();
+    assert_eq!(metadatas, [false, false, false, true]);
+
+    let handler = domain.handler(Recorder::default());
+    assert_eq!(handler.run_once().await.unwrap(), 4);
+    let seen = handler.projection().seen();
+    assert_eq!(*seen[0].metadata, metadata);
+    assert_eq!(seen[2].metadata.custom["tenant"], "acme");
+    assert!(seen[3].metadata.is_empty());
+}
+
 pub async fn multi_event_command(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);

@@ -394,7 +394,8 @@ enum Settled {
 }
 
 /// The documents of an append, as evtstore writes them, with `position: Timestamp(0, 0)` for the
-/// server to fill, the append's id, and the snapshot on the last.
+/// server to fill, the append's id, the snapshot on the last, and each event's metadata (when it
+/// has any).
 fn documents(append: &Append<'_>) -> Result<Vec<Document>, String> {
     let now = bson::DateTime::now();
     let mut documents = Vec::with_capacity(append.events.len());
@@ -423,6 +424,10 @@ fn documents(append: &Append<'_>) -> Result<Vec<Document>, String> {
             let snapshot = bson::to_bson(&snapshot.to_json()).map_err(|e| e.to_string())?;
             document.insert("snapshot", snapshot);
         }
+        if !event.metadata.is_empty() {
+            let metadata = bson::to_bson(&*event.metadata).map_err(|e| e.to_string())?;
+            document.insert("metadata", metadata);
+        }
         documents.push(document);
     }
     Ok(documents)
@@ -433,6 +438,7 @@ fn documents(append: &Append<'_>) -> Result<Vec<Document>, String> {
 fn with_data(mut event: StoredEvent, new: &NewEvent) -> StoredEvent {
     event.event_type = new.event_type.to_owned();
     event.data = new.data.clone();
+    event.meta.metadata = new.metadata.clone();
     event
 }
 

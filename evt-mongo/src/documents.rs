@@ -1,8 +1,10 @@
 //! Event and bookmark documents as evtstore writes them, read into `evt` types.
 
+use std::sync::Arc;
+
 use evt_core::chrono::{DateTime, Utc};
-use evt_core::{Error, Meta, StoredEvent};
-use mongodb::bson::{Bson, Document, Timestamp};
+use evt_core::{Error, Meta, Metadata, StoredEvent};
+use mongodb::bson::{self, Bson, Document, Timestamp};
 
 /// A position as evtstore stores it: the server's `Timestamp` of the insert.
 pub(crate) fn timestamp(position: u64) -> Timestamp {
@@ -62,13 +64,22 @@ pub(crate) fn stored_event(document: &Document) -> Result<StoredEvent, Error> {
             Some(Bson::DateTime(date)) => chrono_millis(date.timestamp_millis()),
             _ => return Err("`timestamp` is missing or not a date".into()),
         };
-        Ok(Meta::new(
+        let mut meta = Meta::new(
             text("stream")?,
             text("aggregateId")?,
             integer(document, "version")?,
             read_position(document, "position")?,
             timestamp,
-        ))
+        );
+        meta.metadata = match document.get("metadata") {
+            None | Some(Bson::Null) => Metadata::none(),
+            Some(Bson::Document(metadata)) => Arc::new(
+                bson::from_document(metadata.clone())
+                    .map_err(|e| format!("malformed `metadata`: {e}"))?,
+            ),
+            Some(_) => return Err("`metadata` is not a document".into()),
+        };
+        Ok(meta)
     })();
     let meta = place.map_err(|problem| {
         Error::provider(

@@ -90,6 +90,10 @@ impl PostgresProvider {
             timestamp: util::now(),
             snapshot: snapshot.as_deref(),
             data: events.iter().map(|event| event.data.get()).collect(),
+            metadata: events
+                .iter()
+                .map(|event| event.metadata.to_stored())
+                .collect(),
             id: util::append_id(),
         };
         let rows = match self.run_append(&append).await {
@@ -135,6 +139,7 @@ impl PostgresProvider {
             .bind(append.data.len() as i64)
             .bind(&append.data)
             .bind(append.id)
+            .bind(&append.metadata)
             .fetch_all(&mut *connection)
             .await
             .map_err(Failure::Sent)
@@ -152,14 +157,16 @@ impl PostgresProvider {
             let mut stored = Vec::with_capacity(events.len());
             for (row, event) in rows.iter().zip(events) {
                 let get = |column: &str| row.try_get::<i64, _>(column).map_err(|e| e.to_string());
+                let mut meta = Meta::new(
+                    stream,
+                    aggregate_id,
+                    non_negative(get("version")?, "version")?,
+                    non_negative(get("position")?, "position")?,
+                    row.try_get("timestamp").map_err(|e| e.to_string())?,
+                );
+                meta.metadata = event.metadata.clone();
                 stored.push(Arc::new(StoredEvent::new(
-                    Meta::new(
-                        stream.to_owned(),
-                        aggregate_id.to_owned(),
-                        non_negative(get("version")?, "version")?,
-                        non_negative(get("position")?, "position")?,
-                        row.try_get("timestamp").map_err(|e| e.to_string())?,
-                    ),
+                    meta,
                     event.event_type.to_owned(),
                     event.data.clone(),
                 )));
@@ -246,6 +253,8 @@ struct Append<'a> {
     timestamp: evt_core::chrono::DateTime<evt_core::chrono::Utc>,
     snapshot: Option<&'a str>,
     data: Vec<&'a str>,
+    /// Each event's metadata as stored (`None`: `NULL`).
+    metadata: Vec<Option<String>>,
     id: i64,
 }
 

@@ -24,6 +24,7 @@
 //!     event        text        NOT NULL,   -- {"type": "departmentCreated", ...}
 //!     snapshot     json,                   -- {"snapshotVersion", "version", "state"}, on the last event of an append
 //!     append_id    bigint,                 -- one random id per append (see "Unknown outcomes")
+//!     metadata     text,                   -- evt_core::Metadata as JSON, NULL when none
 //!     UNIQUE (stream, aggregate_id, version)
 //! );
 //! CREATE INDEX events_stream_position ON events (stream, position);
@@ -151,7 +152,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evt_core::__private::util::{self, redact_url};
-use evt_core::{Checkpoint, Error, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{
+    Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
+};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::Connection;
@@ -215,11 +218,11 @@ struct Sql {
 
 /// The columns of an event row, read the same from every column type evt and evtstore use
 /// (`version` `bigint` or `integer`; `event` `text`, `json` or `jsonb`).
-const COLUMNS: &str =
-    "position, stream, aggregate_id, version::bigint AS version, timestamp, event::text AS event";
+const COLUMNS: &str = "position, stream, aggregate_id, version::bigint AS version, timestamp, \
+                       event::text AS event, metadata";
 /// The columns of one aggregate's events: its stream and id are the query's.
 const AGGREGATE_COLUMNS: &str =
-    "position, version::bigint AS version, timestamp, event::text AS event";
+    "position, version::bigint AS version, timestamp, event::text AS event, metadata";
 
 impl Sql {
     fn new(events: &TableName, bookmarks: &TableName) -> Self {
@@ -233,10 +236,12 @@ impl Sql {
                              WHERE stream = $2 AND aggregate_id = $3), \
                  inserted AS ( \
                    INSERT INTO {events} \
-                     (stream, aggregate_id, version, timestamp, event, snapshot, append_id) \
+                     (stream, aggregate_id, version, timestamp, event, snapshot, append_id, \
+                      metadata) \
                    SELECT $2, $3, $4 + e.ord, $5, e.event::json, \
-                     CASE WHEN e.ord = $7 THEN $6::json END, $9 \
-                   FROM locked, current, unnest($8::text[]) WITH ORDINALITY AS e(event, ord) \
+                     CASE WHEN e.ord = $7 THEN $6::json END, $9, e.metadata \
+                   FROM locked, current, \
+                     unnest($8::text[], $10::text[]) WITH ORDINALITY AS e(event, metadata, ord) \
                    WHERE current.version = $4 \
                    RETURNING position, version::bigint AS version, timestamp) \
                  SELECT position, version, timestamp FROM inserted ORDER BY version"
@@ -309,17 +314,16 @@ fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEv
         let position = non_negative(get_i64("position")?, "position")?;
         let text: String = row.try_get("event").map_err(|e| e.to_string())?;
         let data = RawValue::from_string(text).map_err(|e| format!("`event` is not JSON: {e}"))?;
-        Ok(StoredEvent::new(
-            Meta::new(
-                stream,
-                aggregate_id,
-                non_negative(get_i64("version")?, "version")?,
-                position,
-                row.try_get("timestamp").map_err(|e| e.to_string())?,
-            ),
-            util::event_type(&data),
-            data,
-        ))
+        let metadata: Option<&str> = row.try_get("metadata").map_err(|e| e.to_string())?;
+        let mut meta = Meta::new(
+            stream,
+            aggregate_id,
+            non_negative(get_i64("version")?, "version")?,
+            position,
+            row.try_get("timestamp").map_err(|e| e.to_string())?,
+        );
+        meta.metadata = Metadata::from_stored(metadata)?;
+        Ok(StoredEvent::new(meta, util::event_type(&data), data))
     };
     read().map_err(|problem| {
         Error::provider(

@@ -90,7 +90,11 @@ impl PostgresProvider {
             .bind(&events.quoted)
             .fetch_all(&mut *connection)
             .await?;
-            for (column, definition) in [("snapshot", "json"), ("append_id", "bigint")] {
+            for (column, definition) in [
+                ("snapshot", "json"),
+                ("append_id", "bigint"),
+                ("metadata", "text"),
+            ] {
                 if !columns.iter().any(|c| c == column) {
                     changes.push((
                         format!("added the column `{column}` to `{}`", events.given),
@@ -138,6 +142,7 @@ impl PostgresProvider {
                        event text NOT NULL, \
                        snapshot json, \
                        append_id bigint, \
+                       metadata text, \
                        UNIQUE (stream, aggregate_id, version))",
                     events.quoted
                 ),

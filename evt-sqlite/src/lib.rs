@@ -23,6 +23,7 @@
 //!     timestamp    INTEGER NOT NULL,  -- milliseconds since 1970-01-01 UTC
 //!     event        TEXT    NOT NULL,  -- JSON: {"type": "departmentCreated", ...}
 //!     snapshot     TEXT,              -- JSON {"snapshotVersion", "version", "state"}, on the last event of an append
+//!     metadata     TEXT,              -- JSON evt_core::Metadata, NULL when none
 //!     UNIQUE (stream, aggregate_id, version)
 //! );
 //! CREATE INDEX events_stream_position ON events (stream, position);
@@ -111,7 +112,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use evt_core::__private::util;
 use evt_core::chrono::DateTime;
-use evt_core::{Checkpoint, Error, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{
+    Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
+};
 use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -133,10 +136,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: u32 = 4;
 
 /// The columns an event is read from.
-const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event";
+const COLUMNS: &str = "position, stream, aggregate_id, version, timestamp, event, metadata";
 
 /// A query of event rows, read as one JSON array of `[position, stream, aggregate_id, version,
-/// timestamp, event]` rows: sqlx hands each row from its SQLite thread to the async side
+/// timestamp, event, metadata]` rows: sqlx hands each row from its SQLite thread to the async side
 /// separately, which costs more than reading the events (a 10,001-event load took about 80 ms
 /// row by row, 30 ms as one value per page). The event text goes in as a JSON string, so a row
 /// whose `event` is not JSON still reads (see [`page_event`]).
@@ -183,8 +186,9 @@ impl Sql {
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE stream = ? AND aggregate_id = ?"
             ),
             insert: format!(
-                "INSERT INTO {events} (stream, aggregate_id, version, timestamp, event, snapshot) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING position"
+                "INSERT INTO {events} \
+                 (stream, aggregate_id, version, timestamp, event, snapshot, metadata) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position"
             ),
             events_from_one: page(&format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND position > ? \
@@ -339,11 +343,11 @@ fn page_events(text: &str) -> Result<Vec<Arc<StoredEvent>>, Error> {
 /// and loading or handling it fails with an error naming its stream, id, version and position,
 /// instead of the row being skipped.
 fn page_event(row: &RawValue) -> Result<StoredEvent, Error> {
-    type Row = (i64, String, String, i64, i64, String);
+    type Row = (i64, String, String, i64, i64, String, Option<String>);
     let read = || -> Result<StoredEvent, String> {
-        let (position, stream, aggregate_id, version, millis, text): Row =
+        let (position, stream, aggregate_id, version, millis, text, metadata): Row =
             serde_json::from_str(row.get()).map_err(|_| malformed(row))?;
-        let meta = Meta::new(
+        let mut meta = Meta::new(
             stream,
             aggregate_id,
             non_negative(version, "version")?,
@@ -351,6 +355,7 @@ fn page_event(row: &RawValue) -> Result<StoredEvent, Error> {
             DateTime::from_timestamp_millis(millis)
                 .ok_or_else(|| format!("`timestamp` is out of range: {millis}"))?,
         );
+        meta.metadata = Metadata::from_stored(metadata.as_deref())?;
         let data = match RawValue::from_string(text) {
             Ok(data) => data,
             Err(error) => {
@@ -359,7 +364,8 @@ fn page_event(row: &RawValue) -> Result<StoredEvent, Error> {
                     %error,
                     "the `event` of a stored row is not JSON; kept as a string"
                 );
-                let (.., text): Row = serde_json::from_str(row.get()).map_err(|e| e.to_string())?;
+                let (.., text, _): Row =
+                    serde_json::from_str(row.get()).map_err(|e| e.to_string())?;
                 serde_json::value::to_raw_value(&text).map_err(|e| e.to_string())?
             }
         };
@@ -569,14 +575,19 @@ impl SqliteProvider {
                        timestamp INTEGER NOT NULL, \
                        event TEXT NOT NULL, \
                        snapshot TEXT, \
+                       metadata TEXT, \
                        UNIQUE (stream, aggregate_id, version))"
                 ),
             ));
-        } else if !columns.iter().any(|column| column == "snapshot") {
-            changes.push((
-                format!("added the column `snapshot` to `{}`", self.events),
-                format!("ALTER TABLE {events} ADD COLUMN snapshot TEXT"),
-            ));
+        } else {
+            for column in ["snapshot", "metadata"] {
+                if !columns.iter().any(|c| c == column) {
+                    changes.push((
+                        format!("added the column `{column}` to `{}`", self.events),
+                        format!("ALTER TABLE {events} ADD COLUMN {column} TEXT"),
+                    ));
+                }
+            }
         }
         // Any index whose columns are `(stream, position)`, e.g. knex's unique one.
         let indexed: bool = sqlx::query_scalar(
@@ -681,16 +692,20 @@ impl SqliteProvider {
                 .bind(timestamp.timestamp_millis())
                 .bind(event.data.get())
                 .bind(snapshot.as_deref().filter(|_| last))
+                .bind(event.metadata.to_stored())
                 .fetch_one(&mut *transaction)
                 .await?;
+            // A rowid is positive.
+            let mut meta = Meta::new(
+                stream,
+                aggregate_id,
+                version,
+                position.unsigned_abs(),
+                timestamp,
+            );
+            meta.metadata = event.metadata.clone();
             stored.push(Arc::new(StoredEvent::new(
-                Meta::new(
-                    stream.to_owned(),
-                    aggregate_id.to_owned(),
-                    version,
-                    position.unsigned_abs(),
-                    timestamp,
-                ),
+                meta,
                 event.event_type.to_owned(),
                 event.data.clone(),
             )));
