@@ -556,7 +556,6 @@ pub async fn command_returns_aggregate(factory: &impl Factory) {
     assert_eq!(loaded, incremented);
 }
 
-/// A command returning several events appends them all, in order, at consecutive versions.
 /// Metadata set on a command's domain is stored beside each event of its append, not in the
 /// event's document; loads, reads and handlers see it; events appended without it have none.
 pub async fn metadata_beside_events(factory: &impl Factory) {
@@ -613,6 +612,7 @@ pub async fn metadata_beside_events(factory: &impl Factory) {
     assert!(seen[3].metadata.is_empty());
 }
 
+/// A command returning several events appends them all, in order, at consecutive versions.
 pub async fn multi_event_command(factory: &impl Factory) {
     let domain = domain(factory, 100).await;
     let commands = ExampleCommands::new(&domain);
