@@ -8,7 +8,7 @@ mod department;
 mod projection;
 mod read_model;
 
-use evt::{Domain, Versioned};
+use evt::{Domain, Metadata, Versioned};
 use evt_mongo::MongoProvider;
 use evt_postgres::PostgresProvider;
 use evt_sqlite::SqliteProvider;
@@ -111,6 +111,12 @@ async fn main() -> Result<(), Error> {
         &departments.update(&id, same_name).await?,
     );
 
+    // A request's commands carry who asked and the request's id, stored beside their events
+    // (not in them) and given to handlers in `meta.metadata`.
+    let request = Metadata::new()
+        .user("08099999999")
+        .correlation_id(format!("request-{id}"));
+    let as_admin = DepartmentCommands::new(&domain.with_metadata(request));
     for phone in [" 08012345678 ", "08099999999"] {
         let add = AddManager {
             user_phone: phone.into(),
@@ -118,7 +124,18 @@ async fn main() -> Result<(), Error> {
         };
         show(
             &format!("add manager {phone:?}"),
-            &departments.add_manager(&id, add).await?,
+            &as_admin.add_manager(&id, add).await?,
+        );
+    }
+    let history = domain
+        .provider()
+        .aggregate_events("departments", &id, 0, 100)
+        .await?;
+    for event in history.iter().filter(|e| !e.meta.metadata.is_empty()) {
+        let metadata = &event.meta.metadata;
+        println!(
+            "  version {} ({}) by {:?}, correlation id {:?}",
+            event.meta.version, event.event_type, metadata.user, metadata.correlation_id
         );
     }
     let twice = AddManager {
