@@ -111,10 +111,11 @@ impl Tables {
 
 /// What `migrate` adds to evtstore's tables.
 fn assert_completes_evtstores_tables(changes: &[String]) {
-    assert_eq!(changes.len(), 5, "{changes:?}");
+    assert_eq!(changes.len(), 6, "{changes:?}");
     for wanted in [
         "`snapshot`",
         "`append_id`",
+        "`metadata`",
         "function",
         "trigger",
         "`DeptBookmarks_leases`",

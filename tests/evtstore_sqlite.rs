@@ -84,12 +84,13 @@ impl Tables {
     }
 }
 
-/// What `migrate` adds to a file evtstore's `knex` provider made: the snapshot column (knex's
-/// `(stream, position)` index serves as it is).
+/// What `migrate` adds to a file evtstore's `knex` provider made: the snapshot and metadata
+/// columns (knex's `(stream, position)` index serves as it is) and the leases table.
 fn assert_completes_evtstores_tables(changes: &[String]) {
-    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes.len(), 3, "{changes:?}");
     assert!(changes[0].contains("`snapshot`"), "{changes:?}");
-    assert!(changes[1].contains("_leases`"), "{changes:?}");
+    assert!(changes[1].contains("`metadata`"), "{changes:?}");
+    assert!(changes[2].contains("_leases`"), "{changes:?}");
 }
 
 /// The conformance suite on a file that evtstore's `knex` provider created (its `migrate`) and

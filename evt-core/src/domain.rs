@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::provider::{NewEvent, Provider, Snapshot};
-use crate::{Aggregate, Error, Event, Handler, Metadata, Projection, Versioned};
+use crate::{Aggregate, Error, Event, Handler, Metadata, Projection, Upcasters, Versioned};
 
 /// One provider and what the aggregates share over it (evtstore's `createDomain`).
 ///
@@ -20,6 +20,7 @@ pub struct Domain {
     provider: Arc<dyn Provider>,
     cache: Option<Arc<Cache>>,
     metadata: Arc<Metadata>,
+    upcasters: Option<Arc<Upcasters>>,
 }
 
 impl Domain {
@@ -34,7 +35,17 @@ impl Domain {
             provider,
             cache: None,
             metadata: Metadata::none(),
+            upcasters: None,
         }
+    }
+
+    /// Reads stored events through `upcasters`, in loads and in the handlers made by
+    /// [`Domain::handler`]: history of an earlier shape reads as the current one. See
+    /// [`Upcasters`].
+    #[must_use]
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = (!upcasters.is_empty()).then(|| Arc::new(upcasters));
+        self
     }
 
     /// This domain, appending with `metadata`: every event that commands through it append
@@ -100,7 +111,7 @@ impl Domain {
 
     /// An event handler running `projection` over this domain's provider (evtstore's `createHandler`).
     pub fn handler<P: Projection>(&self, projection: P) -> Handler<P> {
-        Handler::new(self.provider.clone(), projection)
+        Handler::new(self.provider.clone(), projection).upcasting(self.upcasters.clone())
     }
 
     /// Loads an aggregate: from the cache or its snapshot when there is one, then every later event.
@@ -137,7 +148,10 @@ impl Domain {
             .provider
             .aggregate_stream(A::STREAM, &id, aggregate.version);
         while let Some(event) = events.try_next().await? {
-            aggregate.apply(&event)?;
+            match &self.upcasters {
+                Some(upcasters) => aggregate.apply(&*upcasters.apply(&event)?)?,
+                None => aggregate.apply(&event)?,
+            }
         }
         Ok(())
     }

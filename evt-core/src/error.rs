@@ -83,6 +83,28 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// An upcaster ([`crate::Upcasters`]) failed on a stored event.
+    #[error(
+        "cannot upcast event at position {position} (`{stream}/{aggregate_id}` version {version},          type `{event_type}`): {source}",
+        stream = cut(.stream),
+        aggregate_id = cut(.aggregate_id),
+        event_type = cut(.event_type)
+    )]
+    Upcast {
+        /// The event's stream.
+        stream: String,
+        /// The event's aggregate id.
+        aggregate_id: String,
+        /// The event's version.
+        version: u64,
+        /// The event's position.
+        position: u64,
+        /// The type the failing upcaster was given.
+        event_type: String,
+        /// What the upcaster said.
+        source: BoxError,
+    },
+
     /// A typed event or aggregate could not be serialized.
     #[error(
         "cannot encode {what} for `{stream}/{aggregate_id}`: {source}",

@@ -1,5 +1,6 @@
 //! Event handlers: projections and process managers that follow streams from a bookmark.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::Error;
 use crate::error::BoxError;
 use crate::lease::{self, Held};
 use crate::provider::{Checkpoint, Lease, Provider, StoredEvent};
+use crate::upcast::Upcasters;
 
 /// Handlers for events of some streams, with the bookmark that records how far they got.
 ///
@@ -163,6 +165,7 @@ struct Config {
     poll_interval: Duration,
     lease_time: Option<Duration>,
     on_error: Option<ErrorCallback>,
+    upcasters: Option<Arc<Upcasters>>,
 }
 
 #[derive(Default)]
@@ -210,12 +213,18 @@ impl<P: Projection> Handler<P> {
                 poll_interval: DEFAULT_POLL_INTERVAL,
                 lease_time: Some(DEFAULT_LEASE_TIME),
                 on_error: None,
+                upcasters: None,
             }),
         }
     }
 
     fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// This handler, reading stored events through `upcasters` (the domain's).
+    pub(crate) fn upcasting(self, upcasters: Option<Arc<Upcasters>>) -> Self {
+        self.with(|config| config.upcasters = upcasters)
     }
 
     /// This handler with its options changed by `change`.
@@ -366,19 +375,27 @@ impl<P: Projection> Handler<P> {
                         .await?;
                     return Err(lost);
                 }
-                let outcome = match type_problem::<P>(event) {
-                    None => self.inner.projection.handle(event).await,
-                    Some(_)
-                        if config.options.skip_unknown_events && !event.event_type.is_empty() =>
-                    {
-                        tracing::debug!(
-                            position = event.meta.position,
-                            event_type = event.event_type,
-                            "unknown event type skipped (skip_unknown_events)"
-                        );
-                        Ok(())
-                    }
-                    Some(problem) => Err(BoxError::from(problem)),
+                let upcast = match &config.upcasters {
+                    Some(upcasters) => upcasters.apply(event),
+                    None => Ok(Cow::Borrowed(&**event)),
+                };
+                let outcome = match upcast {
+                    Err(error) => Err(BoxError::from(error)),
+                    Ok(event) => match type_problem::<P>(&event) {
+                        None => self.inner.projection.handle(&event).await,
+                        Some(_)
+                            if config.options.skip_unknown_events
+                                && !event.event_type.is_empty() =>
+                        {
+                            tracing::debug!(
+                                position = event.meta.position,
+                                event_type = event.event_type,
+                                "unknown event type skipped (skip_unknown_events)"
+                            );
+                            Ok(())
+                        }
+                        Some(problem) => Err(BoxError::from(problem)),
+                    },
                 };
                 if let Err(source) = outcome {
                     let error = self.handler_error(event, source);

@@ -88,6 +88,7 @@ mod metadata;
 mod provider;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod upcast;
 mod util;
 
 /// The `chrono` crate, whose `DateTime<Utc>` is [`Meta::timestamp`].
@@ -101,6 +102,7 @@ pub use handler::{DEFAULT_LEASE_TIME, DEFAULT_POLL_INTERVAL, Handler, HandlerOpt
 pub use memory::{DEFAULT_LIMIT, MemoryProvider};
 pub use metadata::Metadata;
 pub use provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+pub use upcast::Upcasters;
 
 /// Marks an event enum: one struct per variant, stored as evtstore stores events.
 ///

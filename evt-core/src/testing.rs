@@ -41,7 +41,7 @@ use serde_json::json;
 
 use crate::{
     Aggregate, Checkpoint, Domain, Error, Event, Lease, Meta, Metadata, NewEvent, Provider,
-    Snapshot, StoredEvent, Versioned, aggregate, commands, event, projection,
+    Snapshot, StoredEvent, Upcasters, Versioned, aggregate, commands, event, projection,
 };
 
 /// The scenarios, in the order [`provider_tests!`](crate::provider_tests) runs them.
@@ -82,7 +82,8 @@ macro_rules! provider_tests {
             lease_swaps_race,
             one_started_handler_holds_the_lease,
             waiting_until_a_handler_handled_a_command,
-            metadata_beside_events
+            metadata_beside_events,
+            upcasting_old_events
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -610,6 +611,98 @@ pub async fn metadata_beside_events(factory: &impl Factory) {
     assert_eq!(*seen[0].metadata, metadata);
     assert_eq!(seen[2].metadata.custom["tenant"], "acme");
     assert!(seen[3].metadata.is_empty());
+}
+
+/// Events stored in an earlier shape (a field missing, a field and a type renamed) load and
+/// reach handlers in the current one through the domain's upcasters, which leave current
+/// events as they are; without them, the same history fails to load.
+pub async fn upcasting_old_events(factory: &impl Factory) {
+    let provider = factory.provider(2).await;
+    let old = |value: serde_json::Value| {
+        let event_type: &'static str = match value["type"].as_str().unwrap() {
+            "created" => "created",
+            "begun" => "begun",
+            _ => "noted",
+        };
+        NewEvent::from_value(event_type, &value)
+    };
+    let history = [
+        old(json!({"type": "begun", "title": "renamed type"})),
+        old(json!({"type": "noted", "text": "old field name"})),
+        old(json!({"type": "noted", "noteText": "current shape"})),
+    ];
+    provider
+        .append("examples", "a", 0, &history, None)
+        .await
+        .unwrap();
+    provider
+        .append("examples", "b", 0, &[old(json!({"type": "created"}))], None)
+        .await
+        .unwrap();
+
+    let plain = Domain::from_arc(provider.clone());
+    let error = plain.load::<Example>("b").await.unwrap_err();
+    assert!(matches!(error, Error::Decode { version: 1, .. }), "{error}");
+
+    let upcasters = Upcasters::new()
+        .add("examples", "created", |mut event: serde_json::Value| {
+            if event.get("name").is_none() {
+                event["name"] = json!("unnamed");
+            }
+            Ok::<_, Error>(event)
+        })
+        .add("examples", "begun", |event: serde_json::Value| {
+            Ok::<_, Error>(json!({"type": "created", "title": event["title"]}))
+        })
+        .add("examples", "noted", |mut event: serde_json::Value| {
+            if let Some(text) = event.as_object_mut().unwrap().remove("text") {
+                event["noteText"] = text;
+            }
+            Ok::<_, Error>(event)
+        })
+        .add("others", "created", |_: serde_json::Value| {
+            Err::<serde_json::Value, _>("another stream's upcaster never runs here")
+        });
+    let domain = Domain::from_arc(provider.clone()).with_upcasters(upcasters);
+    let a: Versioned<Example> = domain.load("a").await.unwrap();
+    assert_eq!(
+        a.name, "unnamed",
+        "a chain: begun became created, then got its name"
+    );
+    let notes = [
+        Some("old field name".to_owned()),
+        Some("current shape".to_owned()),
+    ];
+    assert_eq!((a.version, a.notes.as_slice()), (3, notes.as_slice()));
+    let b: Versioned<Example> = domain.load("b").await.unwrap();
+    assert_eq!((b.version, b.name.as_str()), (1, "unnamed"));
+
+    let handler = domain.handler(Recorder::default());
+    assert_eq!(handler.run_once().await.unwrap(), 4);
+    let seen = handler.projection().seen();
+    let versions: Vec<(&str, u64)> = seen
+        .iter()
+        .map(|meta| (meta.aggregate_id.as_str(), meta.version))
+        .collect();
+    assert_eq!(versions, [("a", 1), ("a", 2), ("a", 3), ("b", 1)]);
+    let stored = provider
+        .aggregate_events("examples", "a", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0].event_type, "begun",
+        "the stored events are not rewritten"
+    );
+
+    let failing = Upcasters::new().add("examples", "begun", |_: serde_json::Value| {
+        Err::<serde_json::Value, _>("no longer supported")
+    });
+    let domain = Domain::from_arc(provider).with_upcasters(failing);
+    let error = domain.load::<Example>("a").await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Upcast { version: 1, event_type, .. } if event_type == "begun"),
+        "{error}"
+    );
 }
 
 /// A command returning several events appends them all, in order, at consecutive versions.
