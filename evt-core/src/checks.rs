@@ -12,22 +12,22 @@ use crate::{Aggregate, Event, EventStream, EventVariant};
 /// (with `ProbeFallback` in scope).
 pub struct Probe<T: ?Sized>(PhantomData<fn() -> *const T>);
 
-impl<T: ?Sized + Event> Probe<T> {
+impl<T: Event> Probe<T> {
     /// `T` is an event enum.
     pub const IS_EVENT: bool = true;
 }
 
-impl<T: ?Sized + EventVariant> Probe<T> {
+impl<T: EventVariant> Probe<T> {
     /// `T` is an event type (a variant struct of an event enum).
     pub const IS_EVENT_VARIANT: bool = true;
 }
 
-impl<T: ?Sized + EventStream> Probe<T> {
+impl<T: EventStream> Probe<T> {
     /// `T` is the event enum of an aggregate.
     pub const IS_EVENT_STREAM: bool = true;
 }
 
-impl<T: ?Sized + Aggregate> Probe<T> {
+impl<T: Aggregate> Probe<T> {
     /// `T` is an aggregate.
     pub const IS_AGGREGATE: bool = true;
 }

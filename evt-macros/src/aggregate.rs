@@ -315,7 +315,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
 
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        const #check: bool = {
+        const #check: ::core::primitive::bool = {
             #[allow(unused_imports)]
             use #krate::__private::ProbeFallback as _;
             #assertion;

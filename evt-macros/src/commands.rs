@@ -108,7 +108,7 @@ fn aggregate_check(args: &Args, input: &ItemImpl) -> TokenStream {
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        const #check: bool = {
+        const #check: ::core::primitive::bool = {
             #[allow(unused_imports)]
             use #krate::__private::ProbeFallback as _;
             #assertion;
@@ -407,7 +407,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
         let error = match error_type(command.output) {
             Some(error) => replace_self(quote!(#error), self_ty),
             None => quote! {
-                <#output as #krate::Decision<<#checked as #krate::Aggregate>::Event>>::Error
+                <#output as #krate::Decision<<#self_ty as #krate::Aggregate>::Event>>::Error
             },
         };
         let await_ = method.sig.asyncness.map(|_| quote!(.await));

@@ -456,7 +456,7 @@ fn error_check(krate: &TokenStream, projection: &str, handle: &Handle<'_>) -> Op
     Some(quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        const #check: bool = {
+        const #check: ::core::primitive::bool = {
             #[allow(unused_imports)]
             use #krate::__private::ProbeBoxFallback as _;
             #assertion;

@@ -1,11 +1,12 @@
 // A misspelled stream is one error, at the stream name, listing the streams of the events its
-// handlers take.
+// handlers take (not one error per handler).
 use evt::{Domain, MemoryProvider, Meta, Versioned, aggregate, commands, event, projection};
 
 #[event]
 #[derive(Debug, Clone)]
 pub enum AccountEvent {
     Opened { owner: String },
+    Closed,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,8 @@ impl Account {
     fn opened(&mut self, event: &Opened) {
         self.owner = event.owner.clone();
     }
+
+    fn closed(&mut self, _: &Closed) {}
 }
 
 pub struct Open {
@@ -40,6 +43,8 @@ pub struct Owners;
 #[projection(bookmark = "owners", streams = ["acounts"])]
 impl Owners {
     fn opened(&self, _: &str, _: &Opened, _: &Meta) {}
+
+    fn closed(&self, _: &str, _: &Closed, _: &Meta) {}
 }
 
 async fn open(domain: &Domain) -> Versioned<Account> {
