@@ -174,7 +174,8 @@ pub use evt_macros::aggregate;
 pub use evt_macros::commands;
 
 /// Options of one command handler inside a [`commands`](macro@commands) block:
-/// `#[command(retry = 3)]`. Read and removed by `#[commands]`; anywhere else it is an error.
+/// `#[command(retry = 3)]`. Read and removed by `#[commands]`, so it needs no import there;
+/// anywhere else it is an error saying so.
 #[cfg(feature = "macros")]
 pub use evt_macros::command;
 
