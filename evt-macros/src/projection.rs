@@ -356,7 +356,7 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
     };
     let stream_checks = streams.iter().filter(|_| !handles.is_empty()).map(|stream| {
         let message = format!(
-            "no handler of `{projection}` takes an event of the stream {:?}; the streams of the events its handlers take: ",
+            "no handler of `{projection}` takes an event of the stream `{}`; the streams of the events its handlers take: ",
             stream.value()
         );
         quote_spanned! {stream.span()=>
