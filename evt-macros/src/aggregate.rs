@@ -17,6 +17,8 @@ struct Args {
     /// The string given to an unknown key (a misspelled `stream`), which the expansion uses in
     /// its place, so that the one error at the typo is the only one.
     stand_in: Option<LitStr>,
+    /// The type given to an unknown key (a misspelled `events`), likewise.
+    events_stand_in: Option<syn::Type>,
     events: Option<syn::Type>,
     snapshot: Option<LitStr>,
     create: Option<syn::Path>,
@@ -80,12 +82,22 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
         } else {
-            if let Some(syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(value),
-                ..
-            })) = args::skip_unknown(&meta, "aggregate", KEYS, &mut unknown)?
-            {
-                args.stand_in.get_or_insert(value);
+            match args::skip_unknown(&meta, "aggregate", KEYS, &mut unknown)? {
+                Some(syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(value),
+                    ..
+                })) => {
+                    args.stand_in.get_or_insert(value);
+                }
+                // A misspelled `events`: its type stands in the same way.
+                Some(syn::Expr::Path(path)) if path.qself.is_none() => {
+                    args.events_stand_in
+                        .get_or_insert(syn::Type::Path(syn::TypePath {
+                            qself: None,
+                            path: path.path,
+                        }));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -231,7 +243,7 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
 fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
     let (Some(stream), Some(events)) = (
         args.stream.as_ref().or(args.stand_in.as_ref()),
-        &args.events,
+        args.events.as_ref().or(args.events_stand_in.as_ref()),
     ) else {
         return quote!(#input);
     };
