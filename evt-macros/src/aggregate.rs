@@ -19,6 +19,11 @@ struct Args {
     stand_in: Option<LitStr>,
     /// The type given to an unknown key (a misspelled `events`), likewise.
     events_stand_in: Option<syn::Type>,
+    /// The error for a missing `stream` or `events`, emitted where the expansion would use the
+    /// value (a `compile_error!` as the stream or the event type), so that the aggregate is still
+    /// generated and its commands, projections and callers add no error of their own.
+    missing_stream: Option<syn::Error>,
+    missing_events: Option<syn::Error>,
     events: Option<syn::Type>,
     snapshot: Option<LitStr>,
     create: Option<syn::Path>,
@@ -111,13 +116,13 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
         args::example_stream(name)
     );
     if parsed && args.stream.is_none() {
-        cx.push(syn::Error::new(
+        args.missing_stream = Some(syn::Error::new(
             span,
             format!("missing `stream`: {example}"),
         ));
     }
     if parsed && args.events.is_none() {
-        cx.push(syn::Error::new(
+        args.missing_events = Some(syn::Error::new(
             span,
             format!("missing `events`, the event enum this aggregate folds: {example}"),
         ));
@@ -241,12 +246,18 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
 }
 
 fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
-    let (Some(stream), Some(events)) = (
+    let stream = match (
         args.stream.as_ref().or(args.stand_in.as_ref()),
-        args.events.as_ref().or(args.events_stand_in.as_ref()),
-    ) else {
-        return quote!(#input);
+        &args.missing_stream,
+    ) {
+        (Some(stream), _) => quote!(#stream),
+        (None, Some(missing)) => missing.to_compile_error(),
+        (None, None) => return quote!(#input),
     };
+    let events = args.events.as_ref().or(args.events_stand_in.as_ref());
+    if events.is_none() && args.missing_events.is_none() {
+        return quote!(#input);
+    }
     let krate = args::runtime_path(args.krate.clone());
     let self_ty = &input.self_ty;
     let event = syn::Ident::new("__evt_event", proc_macro2::Span::mixed_site());
@@ -302,37 +313,58 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
     };
     // `events` must be an `#[event]` enum: asserted once, at its name; when it is not, the
     // aggregate's event type is an error type and nothing that uses it gives another error.
-    let message = format!(
-        "`{0}` is not an event enum: add `#[event]` to `enum {0}` (an aggregate folds the events of an `#[event]` enum)",
-        args::text(events)
-    );
-    // Named after the aggregate (unique in its module), which rustc's label shows.
-    let check = quote::format_ident!("{}_events", args::impl_type_name(&quote!(#input)));
-    let assertion = quote_spanned! {events.span()=>
-        ::core::assert!(#krate::__private::Probe::<#events>::IS_EVENT, #message)
-    };
-    let checked_events = quote! {
-        <#krate::__private::Checked<#events, #check> as #krate::__private::Pass>::Out
-    };
-    // The bound holds for an `#[event]` enum; for another enum, it keeps this impl from adding
-    // a second error to the one above. Spanned at `events`, so that a second aggregate of the
-    // same enum is one error there, pointing at the first one's.
-    let event_stream = quote_spanned! {events.span()=>
-        impl #krate::EventStream for #events where for<'__evt> #events: #krate::Event {
-            const STREAM: &'static str = #stream;
+    // Without `events`, the type is the `compile_error!` saying so, to the same effect.
+    let (check, checked_events, event_stream) = match events {
+        Some(events) => {
+            let message = format!(
+                "`{0}` is not an event enum: add `#[event]` to `enum {0}` (an aggregate folds the events of an `#[event]` enum)",
+                args::text(events)
+            );
+            // Named after the aggregate (unique in its module), which rustc's label shows.
+            let name = quote::format_ident!("{}_events", args::impl_type_name(&quote!(#input)));
+            let assertion = quote_spanned! {events.span()=>
+                ::core::assert!(#krate::__private::Probe::<#events>::IS_EVENT, #message)
+            };
+            let check = quote! {
+                #[doc(hidden)]
+                #[allow(non_upper_case_globals)]
+                const #name: ::core::primitive::bool = {
+                    #[allow(unused_imports)]
+                    use #krate::__private::ProbeFallback as _;
+                    #assertion;
+                    true
+                };
+            };
+            let checked_events = quote! {
+                <#krate::__private::Checked<#events, #name> as #krate::__private::Pass>::Out
+            };
+            // The bound holds for an `#[event]` enum; for another enum, it keeps this impl from
+            // adding a second error to the one above. Spanned at `events`, so that a second
+            // aggregate of the same enum is one error there, pointing at the first one's.
+            let event_stream = quote_spanned! {events.span()=>
+                impl #krate::EventStream for #events where for<'__evt> #events: #krate::Event {
+                    const STREAM: &'static str = <#self_ty as #krate::Aggregate>::STREAM;
+                }
+            };
+            (check, checked_events, event_stream)
+        }
+        None => {
+            let missing = args
+                .missing_events
+                .as_ref()
+                .map(syn::Error::to_compile_error);
+            // The constant is the error, so the type is an error type (a `compile_error!` as
+            // the type itself would be `()`).
+            let checked_events = quote! {
+                <#krate::__private::Checked<(), { #missing }> as #krate::__private::Pass>::Out
+            };
+            (quote!(), checked_events, quote!())
         }
     };
     quote! {
         #input
 
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        const #check: ::core::primitive::bool = {
-            #[allow(unused_imports)]
-            use #krate::__private::ProbeFallback as _;
-            #assertion;
-            true
-        };
+        #check
 
         impl #krate::Aggregate for #self_ty {
             type Event = #checked_events;
