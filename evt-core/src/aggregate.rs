@@ -62,11 +62,6 @@ impl<A: Aggregate> Versioned<A> {
         }
     }
 
-    /// Whether the aggregate has any event (evtstore's `if (agg.version)`).
-    pub fn exists(&self) -> bool {
-        self.version > 0
-    }
-
     /// Folds a stored event, checking that it is the next one.
     pub(crate) fn apply(&mut self, stored: &StoredEvent) -> Result<(), Error> {
         let meta = &stored.meta;
@@ -90,6 +85,13 @@ impl<A: Aggregate> Versioned<A> {
         self.state.fold(event);
         self.version = meta.version;
         Ok(())
+    }
+}
+
+impl<A> Versioned<A> {
+    /// Whether the aggregate has any event (evtstore's `if (agg.version)`).
+    pub fn exists(&self) -> bool {
+        self.version > 0
     }
 }
 

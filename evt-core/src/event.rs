@@ -10,6 +10,11 @@ use serde_json::value::RawValue;
 /// An aggregate's event enum, stored as evtstore stores it: `{"type": "departmentCreated", ...camelCase fields}`.
 ///
 /// Implemented by `#[event]`, never by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event enum",
+    label = "not an enum marked `#[event]`",
+    note = "add `#[evt_core::event]` above the enum `{Self}` (with `#[derive(Debug, Clone)]`)"
+)]
 pub trait Event: Clone + Debug + Send + Sync + Sized + 'static {
     /// Every event type name of the enum, in declaration order.
     const TYPES: &'static [&'static str];
@@ -67,11 +72,12 @@ pub trait EventStream: Event {
 /// What a command handler may return as its events: one event, none, or several.
 ///
 /// Implemented for the event enum and each event type (one event), `()` (none), `Option<T>`,
-/// `Vec<T>`, arrays and tuples of up to four events of any types of the same enum.
+/// `Vec<T>`, arrays, and tuples of up to four of these (`(Opened, Option<Named>)`) for events of
+/// any types of the same enum.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned as events of `{E}`",
-    label = "a command returns an event, `()`, `Option`, `Vec`, an array or a tuple of events",
-    note = "return `Ok(SomeEvent {{ .. }})`, `Ok(())`, `Ok(None)` or `Ok(vec![a.into(), b.into()])`"
+    label = "a command returns an event, `()`, `Option`, `Vec`, an array, or a tuple of events and `Option`s of events",
+    note = "return a variant of `{E}` (`Ok(Variant {{ .. }})`), `Ok(())`, `Ok(None)`, `Ok(vec![a.into(), b.into()])` or `Ok((a, Some(b)))`"
 )]
 pub trait IntoEvents<E> {
     /// The events, in order.
@@ -102,13 +108,17 @@ impl<E, T: Into<E>, const N: usize> IntoEvents<E> for [T; N] {
     }
 }
 
+// Each element is itself events: one event, or an `Option` (or `Vec`, ...) of them, so that
+// `(Opened, Option<Named>)` is one event and maybe another.
 macro_rules! tuple_into_events {
     ($($name:ident)+) => {
-        impl<E, $($name: Into<E>),+> IntoEvents<E> for ($($name,)+) {
+        impl<E, $($name: IntoEvents<E>),+> IntoEvents<E> for ($($name,)+) {
             #[allow(non_snake_case)]
             fn into_events(self) -> Vec<E> {
                 let ($($name,)+) = self;
-                vec![$($name.into()),+]
+                let mut events = Vec::new();
+                $(events.extend($name.into_events());)+
+                events
             }
         }
     };
@@ -123,7 +133,7 @@ tuple_into_events!(A B C D);
 /// to name the error type of every command.
 #[diagnostic::on_unimplemented(
     message = "a command handler must return `Result<events, error>`, found `{Self}`",
-    note = "for example `-> Result<DepartmentCreated, DepartmentError>`"
+    note = "for example `-> Result<T, String>` where `T` is a variant of `{E}`, an `Option` or a `Vec` of them, or a tuple of these"
 )]
 pub trait Decision<E> {
     /// The handler's error type.

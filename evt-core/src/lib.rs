@@ -77,6 +77,7 @@ extern crate self as evt_core;
 
 mod aggregate;
 mod cache;
+mod checks;
 mod command;
 mod domain;
 mod error;
@@ -175,6 +176,12 @@ pub use evt_macros::aggregate;
 #[cfg(feature = "macros")]
 pub use evt_macros::commands;
 
+/// Options of one command handler inside a [`commands`](macro@commands) block:
+/// `#[command(retry = 3)]`. Read and removed by `#[commands]`, so it needs no import there;
+/// anywhere else it is an error saying so.
+#[cfg(feature = "macros")]
+pub use evt_macros::command;
+
 /// Implements [`Projection`] from an impl block of handler methods, one per event type.
 ///
 /// Each `async fn name(&self, id: &str, event: &EventType, meta: &Meta) -> Result<(), E>`
@@ -207,6 +214,10 @@ pub mod __private {
     pub use std::boxed::Box;
     pub use std::vec;
     pub use std::vec::Vec;
+
+    pub use crate::checks::{
+        Checked, Message, Pass, Probe, ProbeBoxFallback, ProbeFallback, all_in,
+    };
 
     /// Compares two strings in a constant (stream checks of `#[projection]`).
     pub const fn str_eq(a: &str, b: &str) -> bool {

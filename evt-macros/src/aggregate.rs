@@ -17,6 +17,13 @@ struct Args {
     /// The string given to an unknown key (a misspelled `stream`), which the expansion uses in
     /// its place, so that the one error at the typo is the only one.
     stand_in: Option<LitStr>,
+    /// The type given to an unknown key (a misspelled `events`), likewise.
+    events_stand_in: Option<syn::Type>,
+    /// The error for a missing `stream` or `events`, emitted where the expansion would use the
+    /// value (a `compile_error!` as the stream or the event type), so that the aggregate is still
+    /// generated and its commands, projections and callers add no error of their own.
+    missing_stream: Option<syn::Error>,
+    missing_events: Option<syn::Error>,
     events: Option<syn::Type>,
     snapshot: Option<LitStr>,
     create: Option<syn::Path>,
@@ -39,8 +46,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(_) => {
             cx.error_spanned_by(
                 &item,
-                "`#[aggregate]` goes on the `impl` block of an aggregate's fold methods, e.g. \
-                 `impl Department { fn created(&mut self, event: &DepartmentCreated) { .. } }`",
+                format!(
+                    "`#[aggregate]` goes on the `impl` block of an aggregate's fold methods, e.g. \
+                     `impl {name} {{ fn opened(&mut self, event: &Opened) {{ .. }} }}`"
+                ),
             );
             return cx.finish(item);
         }
@@ -78,12 +87,22 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
         } else {
-            if let Some(syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(value),
-                ..
-            })) = args::skip_unknown(&meta, "aggregate", KEYS, &mut unknown)?
-            {
-                args.stand_in.get_or_insert(value);
+            match args::skip_unknown(&meta, "aggregate", KEYS, &mut unknown)? {
+                Some(syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(value),
+                    ..
+                })) => {
+                    args.stand_in.get_or_insert(value);
+                }
+                // A misspelled `events`: its type stands in the same way.
+                Some(syn::Expr::Path(path)) if path.qself.is_none() => {
+                    args.events_stand_in
+                        .get_or_insert(syn::Type::Path(syn::TypePath {
+                            qself: None,
+                            path: path.path,
+                        }));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -97,13 +116,13 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
         args::example_stream(name)
     );
     if parsed && args.stream.is_none() {
-        cx.push(syn::Error::new(
+        args.missing_stream = Some(syn::Error::new(
             span,
             format!("missing `stream`: {example}"),
         ));
     }
     if parsed && args.events.is_none() {
-        cx.push(syn::Error::new(
+        args.missing_events = Some(syn::Error::new(
             span,
             format!("missing `events`, the event enum this aggregate folds: {example}"),
         ));
@@ -111,9 +130,29 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
     args
 }
 
-const FOLD_SHAPE: &str = "fold methods take `&mut self` and one event, by reference or by value: \
-                          `fn created(&mut self, event: &DepartmentCreated)` \
-                          (every function of an `#[aggregate]` block is a fold method; put helpers in another `impl` block)";
+/// What a fold method looks like, shown with the user's method `sig` and its event type (or
+/// one named after the method).
+fn fold_shape(sig: &syn::Signature) -> String {
+    let event = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(arg) => Some(&*arg.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .map(|ty| match ty {
+            syn::Type::Reference(reference) => &*reference.elem,
+            other => other,
+        })
+        .find(|ty| matches!(ty, syn::Type::Path(_)))
+        .map_or_else(|| args::pascal_case(&sig.ident.to_string()), args::text);
+    format!(
+        "fold methods take `&mut self` and one event, by reference or by value: \
+         `fn {}(&mut self, event: &{event})` \
+         (every function of an `#[aggregate]` block is a fold method; put helpers in another `impl` block)",
+        sig.ident
+    )
+}
 
 fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> {
     if let Some((_, path, _)) = &input.trait_ {
@@ -137,7 +176,7 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
             continue;
         }
         if !sig.generics.params.is_empty() {
-            cx.error_spanned_by(&sig.generics, FOLD_SHAPE);
+            cx.error_spanned_by(&sig.generics, fold_shape(sig));
             continue;
         }
         if let syn::ReturnType::Type(_, ty) = &sig.output
@@ -154,11 +193,11 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
             Some(FnArg::Receiver(receiver))
                 if receiver.reference.is_some() && receiver.mutability.is_some() => {}
             Some(other) => {
-                cx.error_spanned_by(other, FOLD_SHAPE);
+                cx.error_spanned_by(other, fold_shape(sig));
                 continue;
             }
             None => {
-                cx.error_spanned_by(&sig.ident, FOLD_SHAPE);
+                cx.error_spanned_by(&sig.ident, fold_shape(sig));
                 continue;
             }
         }
@@ -169,16 +208,16 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
                 }
                 by_value @ syn::Type::Path(_) => (by_value, true),
                 other => {
-                    cx.error_spanned_by(other, FOLD_SHAPE);
+                    cx.error_spanned_by(other, fold_shape(sig));
                     continue;
                 }
             },
             (_, Some(extra)) => {
-                cx.error_spanned_by(extra, FOLD_SHAPE);
+                cx.error_spanned_by(extra, fold_shape(sig));
                 continue;
             }
             _ => {
-                cx.error_spanned_by(&sig.inputs, FOLD_SHAPE);
+                cx.error_spanned_by(&sig.inputs, fold_shape(sig));
                 continue;
             }
         };
@@ -207,12 +246,18 @@ fn check<'a>(cx: &mut Ctxt, _args: &Args, input: &'a ItemImpl) -> Vec<Fold<'a>> 
 }
 
 fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
-    let (Some(stream), Some(events)) = (
+    let stream = match (
         args.stream.as_ref().or(args.stand_in.as_ref()),
-        &args.events,
-    ) else {
-        return quote!(#input);
+        &args.missing_stream,
+    ) {
+        (Some(stream), _) => quote!(#stream),
+        (None, Some(missing)) => missing.to_compile_error(),
+        (None, None) => return quote!(#input),
     };
+    let events = args.events.as_ref().or(args.events_stand_in.as_ref());
+    if events.is_none() && args.missing_events.is_none() {
+        return quote!(#input);
+    }
     let krate = args::runtime_path(args.krate.clone());
     let self_ty = &input.self_ty;
     let event = syn::Ident::new("__evt_event", proc_macro2::Span::mixed_site());
@@ -229,7 +274,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
                 quote!(&#variant)
             };
             quote_spanned! {ty.span()=>
-                let #event = match <#ty as #krate::__private::EventOf<#events>>::take(#event) {
+                let #event = match <#ty as #krate::__private::EventOf<<Self as #krate::Aggregate>::Event>>::take(#event) {
                     ::core::result::Result::Ok(#variant) => return Self::#method(self, #arg),
                     ::core::result::Result::Err(#event) => #event,
                 };
@@ -242,12 +287,16 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
     };
     let snapshot = match &args.snapshot {
         Some(version) => {
+            // Only the paths carry the version's span (a missing `Serialize` points at it):
+            // `self` and `value` keep the expansion's, for a version written by `macro_rules!`.
             let to = quote_spanned! {version.span()=>
-                #krate::__private::serde_json::to_value(self)
+                #krate::__private::serde_json::to_value
             };
+            let to = quote!(#to(self));
             let from = quote_spanned! {version.span()=>
-                <Self as #krate::__private::serde::Deserialize>::deserialize(value)
+                <Self as #krate::__private::serde::Deserialize>::deserialize
             };
+            let from = quote!(#from(value));
             quote! {
                 const SNAPSHOT: ::core::option::Option<&'static str> = ::core::option::Option::Some(#version);
 
@@ -262,11 +311,63 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
         }
         None => quote!(),
     };
+    // `events` must be an `#[event]` enum: asserted once, at its name; when it is not, the
+    // aggregate's event type is an error type and nothing that uses it gives another error.
+    // Without `events`, the type is the `compile_error!` saying so, to the same effect.
+    let (check, checked_events, event_stream) = match events {
+        Some(events) => {
+            let message = format!(
+                "`{0}` is not an event enum: add `#[event]` to `enum {0}` (an aggregate folds the events of an `#[event]` enum)",
+                args::text(events)
+            );
+            // Named after the aggregate (unique in its module), which rustc's label shows.
+            let name = quote::format_ident!("{}_events", args::impl_type_name(&quote!(#input)));
+            let assertion = quote_spanned! {events.span()=>
+                ::core::assert!(#krate::__private::Probe::<#events>::IS_EVENT, #message)
+            };
+            let check = quote! {
+                #[doc(hidden)]
+                #[allow(non_upper_case_globals)]
+                const #name: ::core::primitive::bool = {
+                    #[allow(unused_imports)]
+                    use #krate::__private::ProbeFallback as _;
+                    #assertion;
+                    true
+                };
+            };
+            let checked_events = quote! {
+                <#krate::__private::Checked<#events, #name> as #krate::__private::Pass>::Out
+            };
+            // The bound holds for an `#[event]` enum; for another enum, it keeps this impl from
+            // adding a second error to the one above. Spanned at `events`, so that a second
+            // aggregate of the same enum is one error there, pointing at the first one's.
+            let event_stream = quote_spanned! {events.span()=>
+                impl #krate::__private::EventStream for #events where for<'__evt> #events: #krate::Event {
+                    const STREAM: &'static str = <#self_ty as #krate::Aggregate>::STREAM;
+                }
+            };
+            (check, checked_events, event_stream)
+        }
+        None => {
+            let missing = args
+                .missing_events
+                .as_ref()
+                .map(syn::Error::to_compile_error);
+            // The constant is the error, so the type is an error type (a `compile_error!` as
+            // the type itself would be `()`).
+            let checked_events = quote! {
+                <#krate::__private::Checked<(), { #missing }> as #krate::__private::Pass>::Out
+            };
+            (quote!(), checked_events, quote!())
+        }
+    };
     quote! {
         #input
 
+        #check
+
         impl #krate::Aggregate for #self_ty {
-            type Event = #events;
+            type Event = #checked_events;
             const STREAM: &'static str = #stream;
             #snapshot
 
@@ -275,13 +376,11 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
             }
 
             #[allow(unused_variables)]
-            fn fold(&mut self, #event: #events) {
+            fn fold(&mut self, #event: <Self as #krate::Aggregate>::Event) {
                 #(#dispatch)*
             }
         }
 
-        impl #krate::__private::EventStream for #events {
-            const STREAM: &'static str = #stream;
-        }
+        #event_stream
     }
 }

@@ -46,9 +46,26 @@ pub(crate) fn skip_unknown(
     keys: &[&str],
     unknown: &mut Vec<syn::Error>,
 ) -> syn::Result<Option<syn::Expr>> {
+    Ok(skip_unknown_tokens(meta, attribute, keys, unknown)?
+        .and_then(|value| syn::parse2::<syn::Expr>(value).ok()))
+}
+
+/// [`skip_unknown`] for a value that need not be an expression (`clent = pub AccountCommands`):
+/// returns the tokens of `key = value` up to the next `,`.
+pub(crate) fn skip_unknown_tokens(
+    meta: &ParseNestedMeta<'_>,
+    attribute: &str,
+    keys: &[&str],
+    unknown: &mut Vec<syn::Error>,
+) -> syn::Result<Option<TokenStream>> {
     unknown.push(unknown_key(meta, attribute, keys));
     if meta.input.peek(syn::Token![=]) {
-        return Ok(Some(meta.value()?.parse()?));
+        let value = meta.value()?;
+        let mut tokens = TokenStream::new();
+        while !value.is_empty() && !value.peek(syn::Token![,]) {
+            tokens.extend([value.parse::<proc_macro2::TokenTree>()?]);
+        }
+        return Ok(Some(tokens));
     }
     if meta.input.peek(syn::token::Paren) {
         let content;
@@ -129,26 +146,58 @@ pub(crate) fn crate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> 
 }
 
 /// The name of the type an `impl` block is for (`Account` in `impl Account { .. }`), so that
-/// examples in messages use the user's own names; the guide's `Department` for anything else.
+/// examples in messages use the user's own names; for another item, its own name.
 pub(crate) fn impl_type_name(item: &TokenStream) -> String {
-    syn::parse2::<syn::ItemImpl>(item.clone())
-        .ok()
-        .and_then(|input| match *input.self_ty {
+    let name = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Impl(input)) => match *input.self_ty {
             syn::Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
             _ => None,
-        })
-        .unwrap_or_else(|| "Department".to_owned())
+        },
+        Ok(syn::Item::Struct(item)) => Some(item.ident.to_string()),
+        Ok(syn::Item::Enum(item)) => Some(item.ident.to_string()),
+        Ok(syn::Item::Union(item)) => Some(item.ident.to_string()),
+        Ok(syn::Item::Fn(item)) => Some(pascal_case(&item.sig.ident.to_string())),
+        _ => None,
+    };
+    name.unwrap_or_else(|| "MyType".to_owned())
+}
+
+/// A type name in snake case: `BankAccount` -> `bank_account`.
+pub(crate) fn snake_case(name: &str) -> String {
+    let mut snake = String::with_capacity(name.len() + 2);
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            snake.push('_');
+        }
+        snake.extend(ch.to_lowercase());
+    }
+    snake
 }
 
 /// A stream name for the aggregate type `name` in examples: `BankAccount` -> `bank_accounts`.
 pub(crate) fn example_stream(name: &str) -> String {
-    let mut stream = String::with_capacity(name.len() + 2);
-    for (i, ch) in name.chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            stream.push('_');
-        }
-        stream.extend(ch.to_lowercase());
-    }
-    stream.push('s');
-    stream
+    snake_case(name) + "s"
+}
+
+/// A method name as a type name in examples: `manager_added` -> `ManagerAdded`.
+pub(crate) fn pascal_case(name: &str) -> String {
+    name.split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Tokens as a user writes them in a message: `Result < A , B >` -> `Result<A, B>`.
+pub(crate) fn text(tokens: &impl quote::ToTokens) -> String {
+    tokens
+        .to_token_stream()
+        .to_string()
+        .replace(' ', "")
+        .replace(',', ", ")
 }

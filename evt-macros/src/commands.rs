@@ -13,6 +13,9 @@ const KEYS: &[&str] = &["client", "retry", "crate"];
 #[derive(Default)]
 struct Args {
     client: Option<(syn::Visibility, syn::Ident)>,
+    /// The `pub Name` given to an unknown key (a misspelled `client`), which the expansion uses
+    /// in its place, so that the one error at the typo is the only one.
+    stand_in: Option<(syn::Visibility, syn::Ident)>,
     retry: Option<u32>,
     krate: Option<syn::Path>,
 }
@@ -26,9 +29,34 @@ struct Command<'a> {
     retry: u32,
 }
 
-const SHAPE: &str = "command handlers take the aggregate and the command's payload: \
-                     `fn create(department: &Versioned<Self>, command: Create) -> Result<DepartmentCreated, DepartmentError>` \
-                     (every function of a `#[commands]` block is a command; put helpers in another `impl` block)";
+/// What a command handler looks like, shown with the user's method `sig` on the aggregate
+/// `name`: its payload and return types when it has them.
+fn shape(sig: &syn::Signature, name: &str) -> String {
+    let typed: Vec<&syn::Type> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(arg) => Some(&*arg.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let payload = match typed.as_slice() {
+        [.., payload @ syn::Type::Path(_)] => args::text(payload),
+        [.., syn::Type::Reference(payload)] => args::text(&payload.elem),
+        _ => args::pascal_case(&sig.ident.to_string()),
+    };
+    let output = match &sig.output {
+        syn::ReturnType::Type(_, ty) if error_type(ty).is_some() => args::text(ty),
+        _ => format!("Result<{name}Event, String>"),
+    };
+    format!(
+        "command handlers take the aggregate and the command's payload: \
+         `fn {}({}: &Versioned<Self>, command: {payload}) -> {output}` \
+         (every function of a `#[commands]` block is a command; put helpers in another `impl` block)",
+        sig.ident,
+        args::snake_case(name)
+    )
+}
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
@@ -46,8 +74,54 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let retries = take_command_attrs(&mut cx, &mut input);
     let commands = check(&mut cx, &args, &input, &retries);
+    let check = aggregate_check(&args, &input);
     let expanded = generate(&args, &input, &commands);
-    cx.finish(expanded)
+    cx.finish(quote!(#check #expanded))
+}
+
+/// The constant that asserts, at the user's type, that it has `#[aggregate]`; its name is made
+/// from the client's, which is unique in its module, and is what rustc's label shows
+/// ("evaluation of `AccountCommands_aggregate` failed here").
+fn aggregate_check_name(client: &syn::Ident) -> syn::Ident {
+    quote::format_ident!("{}_aggregate", client)
+}
+
+/// Asserts once that the type has `#[aggregate]`, with a message naming it: without it, the
+/// client's aggregate type is an error type (see [`aggregate_checked`]), so rustc reports
+/// nothing else about the client or its callers.
+fn aggregate_check(args: &Args, input: &ItemImpl) -> TokenStream {
+    let Some((_, client)) = &args.client else {
+        return TokenStream::new();
+    };
+    let krate = args::runtime_path(args.krate.clone());
+    let self_ty = &input.self_ty;
+    let name = args::text(self_ty);
+    let message = format!(
+        "`{name}` is not an aggregate: add `#[aggregate(stream = \"{}\", events = ...)]` to the \
+         `impl {name}` block of its fold methods (`#[commands]` needs it)",
+        args::example_stream(&args::impl_type_name(&quote!(#input)))
+    );
+    let check = aggregate_check_name(client);
+    let assertion = quote_spanned! {self_ty.span()=>
+        ::core::assert!(#krate::__private::Probe::<#self_ty>::IS_AGGREGATE, #message)
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #check: ::core::primitive::bool = {
+            #[allow(unused_imports)]
+            use #krate::__private::ProbeFallback as _;
+            #assertion;
+            true
+        };
+    }
+}
+
+/// The aggregate type behind the check of [`aggregate_check`]: `self_ty` when it passes, an
+/// error type otherwise.
+fn aggregate_checked(krate: &TokenStream, self_ty: &syn::Type, client: &syn::Ident) -> TokenStream {
+    let check = aggregate_check_name(client);
+    quote!(<#krate::__private::Checked<#self_ty, #check> as #krate::__private::Pass>::Out)
 }
 
 /// `#[command]` outside a `#[commands]` block.
@@ -55,7 +129,8 @@ pub(crate) fn stray_command(_attr: TokenStream, item: TokenStream) -> TokenStrea
     let mut cx = Ctxt::default();
     cx.push(syn::Error::new(
         Span::call_site(),
-        "`#[command]` belongs on a handler inside an `impl` block marked `#[commands(client = ...)]`",
+        "`#[command]` marks a handler inside a `#[commands]` impl block; put this function in an \
+         `impl` block marked `#[commands(client = ...)]`, or remove the attribute",
     ));
     cx.finish(item)
 }
@@ -63,6 +138,7 @@ pub(crate) fn stray_command(_attr: TokenStream, item: TokenStream) -> TokenStrea
 fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
     let mut args = Args::default();
     let span = attr.span();
+    let mut unknown = Vec::new();
     let parsed = args::parse(cx, attr, |meta| {
         if meta.path.is_ident("client") {
             args::once(&meta, &args.client)?;
@@ -76,11 +152,31 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
         } else if meta.path.is_ident("crate") {
             args::once(&meta, &args.krate)?;
             args.krate = Some(args::crate_value(&meta)?);
-        } else {
-            return Err(args::unknown_key(&meta, "commands", KEYS));
+        } else if let Some(value) =
+            args::skip_unknown_tokens(&meta, "commands", KEYS, &mut unknown)?
+        {
+            let client = syn::parse::Parser::parse2(
+                |input: syn::parse::ParseStream<'_>| {
+                    Ok((
+                        input.parse::<syn::Visibility>()?,
+                        input.parse::<syn::Ident>()?,
+                    ))
+                },
+                value,
+            );
+            if let (Ok(client), None) = (client, &args.stand_in) {
+                args.stand_in = Some(client);
+            }
         }
         Ok(())
     });
+    let parsed = parsed && unknown.is_empty();
+    for error in unknown {
+        cx.push(error);
+    }
+    if args.client.is_none() {
+        args.client = args.stand_in.take();
+    }
     if parsed && args.client.is_none() {
         cx.push(syn::Error::new(
             span,
@@ -99,7 +195,13 @@ fn take_command_attrs(cx: &mut Ctxt, input: &mut ItemImpl) -> Vec<Option<u32>> {
         let ImplItem::Fn(method) = item else { continue };
         let mut retry = None;
         method.attrs.retain(|attr| {
-            if !attr.path().is_ident("command") {
+            // `#[command]`, or `#[evt::command]` (the stand-alone macro, which errors alone).
+            if attr
+                .path()
+                .segments
+                .last()
+                .is_none_or(|last| last.ident != "command")
+            {
                 return true;
             }
             let parsed = attr.parse_nested_meta(|meta| {
@@ -127,6 +229,7 @@ fn check<'a>(
     input: &'a ItemImpl,
     retries: &[Option<u32>],
 ) -> Vec<Command<'a>> {
+    let name = args::impl_type_name(&quote!(#input));
     if let Some((_, path, _)) = &input.trait_ {
         cx.error_spanned_by(
             path,
@@ -164,7 +267,10 @@ fn check<'a>(
                 FnArg::Receiver(receiver) => {
                     cx.error_spanned_by(
                         receiver,
-                        format!("command handlers take the aggregate as an argument, not `self`; {SHAPE}"),
+                        format!(
+                            "command handlers take the aggregate as an argument, not `self`; {}",
+                            shape(sig, &name)
+                        ),
                     );
                     bad = true;
                 }
@@ -177,11 +283,14 @@ fn check<'a>(
         let (aggregate, payload) = match typed.as_slice() {
             [aggregate @ syn::Type::Reference(_), payload] => (*aggregate, *payload),
             [other, _] => {
-                cx.error_spanned_by(other, format!("the aggregate is borrowed; {SHAPE}"));
+                cx.error_spanned_by(
+                    other,
+                    format!("the aggregate is borrowed; {}", shape(sig, &name)),
+                );
                 continue;
             }
             _ => {
-                cx.error_spanned_by(&sig.inputs, SHAPE);
+                cx.error_spanned_by(&sig.inputs, shape(sig, &name));
                 continue;
             }
         };
@@ -194,7 +303,7 @@ fn check<'a>(
                 mutability,
                 format!(
                     "a command decides on the aggregate without changing it (its events change it): \
-                     take `&Versioned<Self>`; {SHAPE}"
+                     take `&Versioned<Self>`; {}", shape(sig, &name)
                 ),
             );
             continue;
@@ -202,7 +311,10 @@ fn check<'a>(
         if let syn::Type::Reference(reference) = payload {
             cx.error_spanned_by(
                 reference,
-                format!("the command's payload is taken by value; {SHAPE}"),
+                format!(
+                    "the command's payload is taken by value; {}",
+                    shape(sig, &name)
+                ),
             );
             continue;
         }
@@ -211,7 +323,10 @@ fn check<'a>(
             syn::ReturnType::Default => {
                 cx.error_spanned_by(
                     &sig.ident,
-                    format!("a command handler returns `Result<events, error>`; {SHAPE}"),
+                    format!(
+                        "a command handler returns `Result<events, error>`; {}",
+                        shape(sig, &name)
+                    ),
                 );
                 continue;
             }
@@ -268,6 +383,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
     };
     let krate = args::runtime_path(args.krate.clone());
     let self_ty = &input.self_ty;
+    let checked = aggregate_checked(&krate, self_ty, client);
     let mixed = Span::mixed_site();
     let aggregate = syn::Ident::new("__evt_aggregate", mixed);
     let decision = syn::Ident::new("__evt_decision", mixed);
@@ -298,7 +414,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
             <#self_ty>::#name(&#aggregate, command) #await_
         };
         let decide = quote_spanned! {output_span=>
-            <#output as #krate::__private::Decision<<#self_ty as #krate::Aggregate>::Event>>::into_events(#decide)
+            <#output as #krate::__private::Decision<<#checked as #krate::Aggregate>::Event>>::into_events(#decide)
         };
         // Only a payload that is `Clone` can be decided on twice: on the cached aggregate first,
         // or again after a conflict (`retry`, which requires it).
@@ -321,7 +437,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
                 command,
                 #clone,
                 #retry,
-                |#aggregate: #krate::Versioned<#self_ty>, command: #payload| async move {
+                |#aggregate: #krate::Versioned<#checked>, command: #payload| async move {
                     let #decision = #decide;
                     (#aggregate, #decision)
                 },
@@ -352,7 +468,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
         #[doc = #doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #vis struct #client {
-            commands: #krate::__private::Commands<#self_ty>,
+            commands: #krate::__private::Commands<#checked>,
         }
 
         impl #client {

@@ -28,17 +28,21 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let input: ItemEnum = match syn::parse2(item.clone()) {
         Ok(input) => input,
         Err(_) => {
+            let name = args::impl_type_name(&item);
             cx.error_spanned_by(
                 &item,
-                "`#[event]` goes on an enum of events, e.g. `enum DepartmentEvent { DepartmentCreated { name: String } }`",
+                format!(
+                    "`#[event]` goes on an enum of events, one variant per event type: make \
+                     `{name}` a variant of one, e.g. `enum Events {{ {name} {{ .. }} }}`"
+                ),
             );
             return cx.finish(item);
         }
     };
     let krate = args::runtime_path(krate);
     let variants = check(&mut cx, &input);
-    let derives_ok = check_derives(&mut cx, &input);
-    let expanded = generate(&krate, &input, &variants, derives_ok);
+    let missing = check_derives(&mut cx, &input);
+    let expanded = generate(&krate, &input, &variants, &missing);
     cx.finish(expanded)
 }
 
@@ -47,15 +51,23 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
         cx.error_spanned_by(&input.generics, "an event enum cannot be generic");
     }
     if input.variants.is_empty() {
+        let name = input.ident.to_string();
+        let base = name
+            .strip_suffix("Events")
+            .or(name.strip_suffix("Event"))
+            .unwrap_or(&name);
         cx.error_spanned_by(
             &input.ident,
-            "an event enum needs at least one variant, e.g. `DepartmentCreated { name: String }`",
+            format!(
+                "an event enum needs at least one variant, e.g. `{base}Created {{ name: String }}`"
+            ),
         );
     }
     let mut seen: Vec<String> = Vec::new();
     let mut variants = Vec::new();
     for variant in &input.variants {
         if let Fields::Unnamed(fields) = &variant.fields {
+            // Still generated (as a tuple struct), so that code using it does not cascade.
             cx.error_spanned_by(
                 fields,
                 format!(
@@ -63,7 +75,6 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemEnum) -> Vec<Variant<'a>> {
                     variant.ident, variant.ident
                 ),
             );
-            continue;
         }
         if let Some((_, value)) = &variant.discriminant {
             cx.error_spanned_by(value, "event variants cannot have discriminants");
@@ -123,7 +134,9 @@ fn stored_as_type(field: &syn::Field) -> bool {
 }
 
 /// The `Event` trait needs `Clone` and `Debug`; say so once rather than in three trait errors.
-fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> bool {
+/// Returns the missing ones, which the expansion derives itself after the error, so that the
+/// rest of the crate type-checks: one mistake, one message.
+fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> Vec<&'static str> {
     let mut derived = Vec::new();
     for attr in input
         .attrs
@@ -147,14 +160,13 @@ fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> bool {
                 "`#[event]` implements serde for the event types itself; remove `{serde}` from the derives"
             ),
         );
-        return false;
     }
     let missing: Vec<_> = ["Debug", "Clone"]
         .into_iter()
         .filter(|name| !derived.iter().any(|derived| derived == name))
         .collect();
     if missing.is_empty() {
-        return true;
+        return missing;
     }
     cx.error_spanned_by(
         &input.ident,
@@ -163,12 +175,19 @@ fn check_derives(cx: &mut Ctxt, input: &ItemEnum) -> bool {
             missing.join("`, `")
         ),
     );
-    false
+    missing
 }
 
-/// The user's derives, without serde's (which `#[event]` adds itself), for the enum and each struct.
-fn derives_without_serde(attrs: &[syn::Attribute]) -> TokenStream {
-    let mut paths = Vec::new();
+/// The user's derives, without serde's (which `#[event]` adds itself), for the enum and each
+/// struct, plus the `missing` ones that the `Event` trait needs (after their error).
+fn derives_without_serde(attrs: &[syn::Attribute], missing: &[&str]) -> TokenStream {
+    let mut paths: Vec<syn::Path> = missing
+        .iter()
+        .map(|name| match *name {
+            "Clone" => syn::parse_quote!(::core::clone::Clone),
+            _ => syn::parse_quote!(::core::fmt::Debug),
+        })
+        .collect();
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("derive")) {
         let parsed = attr.parse_args_with(
             syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
@@ -237,11 +256,11 @@ fn generate(
     krate: &TokenStream,
     input: &ItemEnum,
     variants: &[Variant<'_>],
-    derives_ok: bool,
+    missing: &[&str],
 ) -> TokenStream {
     let vis = &input.vis;
     let name = &input.ident;
-    let derives = derives_without_serde(&input.attrs);
+    let derives = derives_without_serde(&input.attrs, missing);
     let serde_path = format!("{krate}::__private::serde").replace(' ', "");
 
     let structs = variants.iter().map(|Variant { variant, .. }| {
@@ -260,13 +279,23 @@ fn generate(
                 });
                 quote!({ #(#fields,)* })
             }
-            _ => quote!(;),
+            // Rejected by `check`, generated anyway so that its uses type-check.
+            Fields::Unnamed(fields) => {
+                let fields = fields.unnamed.iter().map(|field| {
+                    let attrs = &field.attrs;
+                    let ty = &field.ty;
+                    quote!(#(#attrs)* #vis #ty)
+                });
+                quote!((#(#fields,)*);)
+            }
+            Fields::Unit => quote!(;),
         };
+        let rename_all = matches!(variant.fields, Fields::Named(_)).then(|| quote!(, rename_all = "camelCase"));
         quote! {
             #(#attrs)*
             #derives
             #[derive(#krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
-            #[serde(crate = #serde_path, rename_all = "camelCase")]
+            #[serde(crate = #serde_path #rename_all)]
             #vis struct #ident #body
         }
     });
@@ -335,7 +364,7 @@ fn generate(
             #(#enum_variants,)*
         }
     };
-    if variants.is_empty() || !derives_ok {
+    if variants.is_empty() || !input.generics.params.is_empty() {
         return items;
     }
     quote! {

@@ -34,16 +34,39 @@ struct Args {
 /// A handler method.
 struct Handle<'a> {
     method: &'a syn::ImplItemFn,
+    /// The types of the aggregate id, the event and the meta, as written.
+    args: [&'a syn::Type; 3],
     event: &'a syn::Type,
     fallible: bool,
 }
 
-const SHAPE: &str = "projection handlers take the aggregate id, the event and its meta: \
-                     `async fn created(&self, id: &str, event: &DepartmentCreated, meta: &Meta) -> Result<(), Error>`";
+/// What a handler looks like, shown with the user's method `sig` and its event type (the first
+/// borrowed type that is not `str` or `Meta`, or one named after the method).
+fn shape(sig: &syn::Signature) -> String {
+    let event = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(arg) => match &*arg.ty {
+                syn::Type::Reference(reference) => Some(&*reference.elem),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .map(args::text)
+        .find(|ty| ty != "str" && ty != "Meta" && !ty.ends_with("::Meta"))
+        .unwrap_or_else(|| args::pascal_case(&sig.ident.to_string()));
+    format!(
+        "projection handlers take the aggregate id, the event and its meta: \
+         `async fn {}(&self, id: &str, event: &{event}, meta: &Meta) -> Result<(), Error>`",
+        sig.ident
+    )
+}
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
-    let args = parse_args(&mut cx, attr);
+    let name = args::impl_type_name(&item);
+    let args = parse_args(&mut cx, attr, &name);
     let input: ItemImpl = match syn::parse2(item.clone()) {
         Ok(input) => input,
         Err(_) => {
@@ -59,7 +82,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     cx.finish(expanded)
 }
 
-fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
+fn parse_args(cx: &mut Ctxt, attr: TokenStream, name: &str) -> Args {
     let mut args = Args::default();
     let span = attr.span();
     let mut unknown = Vec::new();
@@ -100,7 +123,7 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
             }
             if streams.is_empty() {
                 return Err(meta.error(
-                    "a projection reads at least one stream: `streams = [\"departments\"]`",
+                    "a projection reads at least one stream: `streams = [\"...\"]`, the `stream` of an `#[aggregate]`",
                 ));
             }
             args.streams = Some(streams);
@@ -128,18 +151,34 @@ fn parse_args(cx: &mut Ctxt, attr: TokenStream) -> Args {
     for error in unknown {
         cx.push(error);
     }
+    let example = || {
+        let bookmark = match &args.bookmark {
+            Some(bookmark) => bookmark.value(),
+            None => args::snake_case(name).replace('_', "-"),
+        };
+        let streams = match &args.streams {
+            Some(streams) => streams
+                .iter()
+                .map(|stream| format!("{:?}", stream.value()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "\"...\"".to_owned(),
+        };
+        format!("`#[projection(bookmark = {bookmark:?}, streams = [{streams}])]`")
+    };
     if parsed && args.bookmark.is_none() {
         cx.push(syn::Error::new(
             span,
-            "missing `bookmark`, the name its position is stored under: \
-             `#[projection(bookmark = \"departments-model\", streams = [\"departments\"])]`",
+            format!(
+                "missing `bookmark`, the name its position is stored under: {}",
+                example()
+            ),
         ));
     }
     if parsed && args.streams.is_none() {
         cx.push(syn::Error::new(
             span,
-            "missing `streams`, the streams it reads: \
-             `#[projection(bookmark = \"departments-model\", streams = [\"departments\"])]`",
+            format!("missing `streams`, the streams it reads: {}", example()),
         ));
     }
     args
@@ -175,7 +214,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemImpl) -> Vec<Handle<'a>> {
                 continue;
             }
             _ => {
-                cx.error_spanned_by(&sig.ident, SHAPE);
+                cx.error_spanned_by(&sig.ident, shape(sig));
                 continue;
             }
         }
@@ -185,14 +224,31 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemImpl) -> Vec<Handle<'a>> {
                 FnArg::Receiver(_) => None,
             })
             .collect();
+        if let [id, _, meta] = typed.as_slice() {
+            let borrowed = |ty: &syn::Type| matches!(ty, syn::Type::Reference(_));
+            if !borrowed(id) {
+                cx.error_spanned_by(
+                    id,
+                    format!("the aggregate id is borrowed: `id: &str`; {}", shape(sig)),
+                );
+                continue;
+            }
+            if !borrowed(meta) {
+                cx.error_spanned_by(
+                    meta,
+                    format!("the meta is borrowed: `meta: &Meta`; {}", shape(sig)),
+                );
+                continue;
+            }
+        }
         let event = match typed.as_slice() {
             [_, syn::Type::Reference(event), _] if event.mutability.is_none() => &*event.elem,
             [_, other, _] => {
-                cx.error_spanned_by(other, format!("the event is borrowed; {SHAPE}"));
+                cx.error_spanned_by(other, format!("the event is borrowed; {}", shape(sig)));
                 continue;
             }
             _ => {
-                cx.error_spanned_by(&sig.inputs, SHAPE);
+                cx.error_spanned_by(&sig.inputs, shape(sig));
                 continue;
             }
         };
@@ -213,6 +269,7 @@ fn check<'a>(cx: &mut Ctxt, input: &'a ItemImpl) -> Vec<Handle<'a>> {
         }
         handles.push(Handle {
             method,
+            args: [typed[0], typed[1], typed[2]],
             event,
             fallible: match &sig.output {
                 syn::ReturnType::Type(_, ty) => {
@@ -242,15 +299,26 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
     let meta = syn::Ident::new("__evt_meta", mixed);
     let typed = syn::Ident::new("__evt_typed", mixed);
 
+    let projection = args::text(self_ty);
+    let error_checks: Vec<TokenStream> = handles
+        .iter()
+        .filter_map(|handle| error_check(&krate, &projection, handle))
+        .collect();
     let dispatch = handles.iter().map(|handle| {
         let ty = handle.event;
         let name = &handle.method.sig.ident;
         let await_ = handle.method.sig.asyncness.map(|_| quote!(.await));
+        // Each argument spanned at its type, so that a mismatch points there.
+        let [id_ty, event_ty, meta_ty] = handle.args;
+        let id = quote_spanned!(id_ty.span()=> &#meta.aggregate_id);
+        let typed_arg = quote_spanned!(event_ty.span()=> &#typed);
+        let meta_arg = quote_spanned!(meta_ty.span()=> #meta);
         let call = quote_spanned! {handle.method.sig.span()=>
-            self.#name(&#meta.aggregate_id, &#typed, #meta) #await_
+            self.#name(#id, #typed_arg, #meta_arg) #await_
         };
         let call = if handle.fallible {
-            quote!(#call.map_err(#krate::__private::box_error)?;)
+            let boxed = box_error(&krate, &projection, handle);
+            quote!(#call.map_err(#boxed)?;)
         } else {
             quote!(#call;)
         };
@@ -273,18 +341,47 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
             )
         }
     });
+    // The streams of the events the handlers take, and whether each listed stream is one of
+    // them: a misspelled stream is one error at its name (listing these), and the handlers'
+    // checks below then keep quiet.
+    let handled = handles.iter().map(|handle| {
+        let ty = handle.event;
+        quote_spanned! {ty.span()=>
+            <<#ty as #krate::__private::EventVariant>::Event as #krate::__private::EventStream>::STREAM
+        }
+    });
+    let handled = quote!(&[#(#handled),*]);
+    let all_handled = quote! {
+        #krate::__private::all_in(<#self_ty as #krate::Projection>::STREAMS, #handled)
+    };
+    let stream_checks = streams.iter().filter(|_| !handles.is_empty()).map(|stream| {
+        let message = format!(
+            "no handler of `{projection}` takes an event of the stream `{}`; the streams of the events its handlers take: ",
+            stream.value()
+        );
+        quote_spanned! {stream.span()=>
+            const _: () = {
+                const HANDLED: &[&str] = #handled;
+                if !#krate::__private::contains(HANDLED, #stream) {
+                    const MESSAGE: #krate::__private::Message =
+                        #krate::__private::Message::new().push(#message).push_list(HANDLED);
+                    ::core::panic!("{}", MESSAGE.as_str());
+                }
+            };
+        }
+    });
     let checks = handles.iter().map(|handle| {
         let ty = handle.event;
         let message = format!(
             "`{}` is an event of a stream this projection does not read; add its stream to `streams = [...]`",
-            quote!(#ty).to_string().replace(' ', "")
+            args::text(ty)
         );
         quote_spanned! {ty.span()=>
             const _: () = ::core::assert!(
                 #krate::__private::contains(
                     <#self_ty as #krate::Projection>::STREAMS,
                     <<#ty as #krate::__private::EventVariant>::Event as #krate::__private::EventStream>::STREAM,
-                ),
+                ) || !#all_handled,
                 #message
             );
         }
@@ -314,6 +411,83 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
             }
         }
 
+        #(#stream_checks)*
         #(#checks)*
+        #(#error_checks)*
+    }
+}
+
+/// The error type `E` of a handler returning `Result<_, E>`, when it can be named in a constant
+/// (not through `Self`).
+fn handler_error<'a>(handle: &Handle<'a>) -> Option<&'a syn::Type> {
+    let syn::ReturnType::Type(_, output) = &handle.method.sig.output else {
+        return None;
+    };
+    let error = error_type(output)?;
+    let mentions_self = quote!(#error)
+        .to_string()
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .any(|word| word == "Self");
+    (!mentions_self).then_some(error)
+}
+
+/// The constant that asserts that a handler's error can be boxed, named after the projection
+/// and the handler (which rustc's label shows).
+fn error_check_name(projection: &str, handle: &Handle<'_>) -> syn::Ident {
+    let projection = projection.rsplit("::").next().unwrap_or(projection);
+    quote::format_ident!("{}_{}_error", projection, handle.method.sig.ident)
+}
+
+/// Asserts, at the user's `E` of `Result<_, E>`, that a handler's error converts into the boxed
+/// error the runtime reports, with a message naming the handler.
+fn error_check(krate: &TokenStream, projection: &str, handle: &Handle<'_>) -> Option<TokenStream> {
+    let error = handler_error(handle)?;
+    let message = format!(
+        "the error of the handler `{}`, `{}`, cannot be returned: a handler's error converts into \
+         `Box<dyn std::error::Error + Send + Sync>`; implement `std::error::Error` for it or return another type",
+        handle.method.sig.ident,
+        args::text(error)
+    );
+    let check = error_check_name(projection, handle);
+    let assertion = quote_spanned! {error.span()=>
+        ::core::assert!(#krate::__private::Probe::<#error>::IS_BOX_ERROR, #message)
+    };
+    Some(quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #check: ::core::primitive::bool = {
+            #[allow(unused_imports)]
+            use #krate::__private::ProbeBoxFallback as _;
+            #assertion;
+            true
+        };
+    })
+}
+
+/// The function that boxes a handler's error: `box_error` for the error type checked by
+/// [`error_check`], which is an error type when the check fails, so that the call gives no
+/// second error.
+fn box_error(krate: &TokenStream, projection: &str, handle: &Handle<'_>) -> TokenStream {
+    let Some(error) = handler_error(handle) else {
+        return quote!(#krate::__private::box_error);
+    };
+    let check = error_check_name(projection, handle);
+    quote! {
+        #krate::__private::box_error::<<#krate::__private::Checked<#error, #check> as #krate::__private::Pass>::Out>
+    }
+}
+
+/// `E` of `Result<T, E>`, read from the tokens.
+fn error_type(output: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = output else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (last.ident == "Result", args.args.len(), args.args.last()) {
+        (true, 2, Some(syn::GenericArgument::Type(error))) => Some(error),
+        _ => None,
     }
 }
