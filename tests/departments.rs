@@ -1,5 +1,5 @@
-//! The guide's department rules, tested the way production code calls them: through the typed
-//! command client and the projection's `run_once`, plus a fold test like the guide's.
+//! The guide's department rules as given/when/then tests (`evt::testkit`), the typed client, the
+//! upcaster of old events, and the projection's `run_once` over every store.
 
 #[path = "../examples/departments/department.rs"]
 #[allow(dead_code)]
@@ -13,12 +13,14 @@ mod read_model;
 
 mod common;
 
-use evt::{Aggregate, Domain, MemoryProvider, Versioned};
+use evt::testkit::given;
+use evt::{Aggregate, Domain, MemoryProvider, Provider, Versioned};
 
 use common::{create, manager};
 use department::{
-    DataContext, Delete, Department, DepartmentCommands, DepartmentCreated, DepartmentError,
-    DepartmentEvent, RemoveManager, Update,
+    DataContext, Delete, Department, DepartmentCommands, DepartmentCreated, DepartmentDeleted,
+    DepartmentError, DepartmentEvent, DepartmentManagerAdded, DepartmentManagerRemoved,
+    DepartmentUpdated, RemoveManager, Update,
 };
 use projection::DepartmentsModel;
 use read_model::ReadModel;
@@ -33,7 +35,7 @@ fn rejection<T>(result: Result<T, evt::CommandError<DepartmentError>>) -> Depart
 
 #[test]
 fn fold_applies_department_created() {
-    let mut department = Department::create();
+    let mut department = <Department as Aggregate>::create();
     let event: DepartmentEvent = DepartmentCreated {
         tenant_id: "tenant-1".into(),
         name: "Engineering".into(),
@@ -47,112 +49,175 @@ fn fold_applies_department_created() {
     assert_eq!(department.data_context, DataContext::Live);
 }
 
+fn created(name: &str) -> DepartmentEvent {
+    DepartmentCreated {
+        tenant_id: "tenant-1".into(),
+        name: name.into(),
+        description: None,
+        data_context: DataContext::Live,
+        performed_by: None,
+    }
+    .into()
+}
+
+fn manager_added(phone: &str) -> DepartmentEvent {
+    DepartmentManagerAdded {
+        user_phone: phone.into(),
+        performed_by: None,
+    }
+    .into()
+}
+
+fn rename(name: &str) -> Update {
+    Update {
+        name: Some(name.into()),
+        description: None,
+        performed_by: None,
+    }
+}
+
+fn remove(phone: &str) -> RemoveManager {
+    RemoveManager {
+        user_phone: phone.into(),
+        performed_by: None,
+    }
+}
+
+#[test]
+fn create_makes_a_department() {
+    let department = given::<Department>([])
+        .when(|d| Department::create(d, create("Engineering")))
+        .then([created("Engineering")]);
+    assert_eq!(
+        (department.version, department.name.as_str()),
+        (1, "Engineering")
+    );
+}
+
+#[test]
+fn create_fails_when_the_department_exists() {
+    given::<Department>([created("Engineering")])
+        .when(|d| Department::create(d, create("Other")))
+        .then_error(DepartmentError::AlreadyExists);
+}
+
+#[test]
+fn update_emits_nothing_when_nothing_changes() {
+    given::<Department>([created("Engineering")])
+        .when(|d| Department::update(d, rename("Engineering")))
+        .then_nothing();
+    given::<Department>([created("Engineering")])
+        .when(|d| Department::update(d, rename("Platform")))
+        .then([DepartmentUpdated {
+            name: Some("Platform".into()),
+            description: None,
+            performed_by: None,
+        }]);
+    given::<Department>([])
+        .when(|d| Department::update(d, rename("x")))
+        .then_error(DepartmentError::NotFound);
+}
+
+#[test]
+fn managers_are_normalised_and_unique() {
+    given::<Department>([created("Engineering")])
+        .when(|d| Department::add_manager(d, manager("  0801 ")))
+        .then([manager_added("0801")]);
+    given::<Department>([created("Engineering"), manager_added("0801")])
+        .when(|d| Department::add_manager(d, manager("0801")))
+        .then_error(DepartmentError::AlreadyManager);
+    given::<Department>([created("Engineering"), manager_added("0801")])
+        .when(|d| Department::remove_manager(d, remove("0802")))
+        .then_error(DepartmentError::NotManager);
+    let department = given::<Department>([created("Engineering"), manager_added("0801")])
+        .when(|d| Department::remove_manager(d, remove(" 0801")))
+        .then([DepartmentManagerRemoved {
+            user_phone: "0801".into(),
+            performed_by: None,
+        }]);
+    assert!(department.managers.is_empty());
+}
+
+#[test]
+fn a_deleted_department_refuses_commands() {
+    let deleted: DepartmentEvent = DepartmentDeleted {
+        deleted_by: Some("0809".into()),
+    }
+    .into();
+    let department = given::<Department>([created("Engineering")])
+        .when(|d| {
+            Department::delete(
+                d,
+                Delete {
+                    deleted_by: Some("0809".into()),
+                },
+            )
+        })
+        .then([deleted.clone()]);
+    assert_eq!(
+        (department.deleted, department.deleted_by.as_deref()),
+        (true, Some("0809"))
+    );
+    given::<Department>([created("Engineering"), deleted.clone()])
+        .when(|d| Department::delete(d, Delete { deleted_by: None }))
+        .then_error(DepartmentError::Deleted);
+    given::<Department>([created("Engineering"), deleted])
+        .when(|d| Department::add_manager(d, manager("0801")))
+        .then_error(DepartmentError::Deleted);
+}
+
+/// The typed client gives the rules' rejections back as `CommandError::Rejected`.
 #[tokio::test]
-async fn create_fails_when_the_department_exists() {
+async fn the_client_returns_rejections() {
     let domain = Domain::new(MemoryProvider::new());
     let departments = DepartmentCommands::new(&domain);
-    let created = departments
+    let department = departments
         .create("d-1", create("Engineering"))
         .await
         .unwrap();
-    assert_eq!((created.version, created.name.as_str()), (1, "Engineering"));
+    assert_eq!(
+        (department.version, department.name.as_str()),
+        (1, "Engineering")
+    );
     let again = departments.create("d-1", create("Other")).await;
     assert_eq!(rejection(again), DepartmentError::AlreadyExists);
 }
 
+/// A `departmentCreated` stored before it had a `dataContext` loads through the example's
+/// upcaster as a live department; without it, the department does not load.
 #[tokio::test]
-async fn update_emits_nothing_when_nothing_changes() {
-    let domain = Domain::new(MemoryProvider::new());
-    let departments = DepartmentCommands::new(&domain);
-    departments
-        .create("d-1", create("Engineering"))
+async fn an_old_department_created_loads_through_the_upcaster() {
+    let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(MemoryProvider::new());
+    let old =
+        serde_json::json!({"type": "departmentCreated", "tenantId": "tenant-1", "name": "Old"});
+    let event = evt::NewEvent::from_value("departmentCreated", &old);
+    provider
+        .append("departments", "d-old", 0, &[event], None)
         .await
         .unwrap();
-    let same = Update {
-        name: Some("Engineering".into()),
-        description: None,
-        performed_by: None,
-    };
-    assert_eq!(departments.update("d-1", same).await.unwrap().version, 1);
-    let renamed = Update {
-        name: Some("Platform".into()),
-        description: None,
-        performed_by: None,
-    };
-    let department = departments.update("d-1", renamed).await.unwrap();
+    let plain = Domain::from_arc(provider.clone());
+    assert!(plain.load::<Department>("d-old").await.is_err());
+    let domain = Domain::from_arc(provider).with_upcasters(department::upcasters());
+    let department: Versioned<Department> = domain.load("d-old").await.unwrap();
     assert_eq!(
-        (department.version, department.name.as_str()),
-        (2, "Platform")
-    );
-    let missing = Update {
-        name: Some("x".into()),
-        description: None,
-        performed_by: None,
-    };
-    assert_eq!(
-        rejection(departments.update("d-2", missing).await),
-        DepartmentError::NotFound
+        (department.name.as_str(), department.data_context),
+        ("Old", DataContext::Live)
     );
 }
 
-#[tokio::test]
-async fn managers_are_normalised_and_unique() {
-    let domain = Domain::new(MemoryProvider::new());
-    let departments = DepartmentCommands::new(&domain);
-    departments
-        .create("d-1", create("Engineering"))
-        .await
+/// A projection tested the same way: given events, then the read model.
+#[test]
+fn the_projection_keeps_managers() {
+    let model = given::<Department>([created("Engineering"), manager_added("0801")])
+        .id("d-1")
+        .project(DepartmentsModel::new(ReadModel::memory()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
         .unwrap();
-    let department = departments
-        .add_manager("d-1", manager("  0801 "))
-        .await
-        .unwrap();
-    assert_eq!(department.managers, ["0801"]);
+    let view = runtime.block_on(model.get_by_id("d-1")).unwrap().unwrap();
     assert_eq!(
-        rejection(departments.add_manager("d-1", manager("0801")).await),
-        DepartmentError::AlreadyManager
-    );
-    let remove = |phone: &str| RemoveManager {
-        user_phone: phone.into(),
-        performed_by: None,
-    };
-    assert_eq!(
-        rejection(departments.remove_manager("d-1", remove("0802")).await),
-        DepartmentError::NotManager
-    );
-    let department = departments
-        .remove_manager("d-1", remove(" 0801"))
-        .await
-        .unwrap();
-    assert!(department.managers.is_empty());
-}
-
-#[tokio::test]
-async fn a_deleted_department_refuses_commands() {
-    let domain = Domain::new(MemoryProvider::new());
-    let departments = DepartmentCommands::new(&domain);
-    departments
-        .create("d-1", create("Engineering"))
-        .await
-        .unwrap();
-    let deleted = departments
-        .delete(
-            "d-1",
-            Delete {
-                deleted_by: Some("0809".into()),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(deleted.deleted);
-    assert_eq!(deleted.deleted_by.as_deref(), Some("0809"));
-    assert_eq!(
-        rejection(departments.delete("d-1", Delete { deleted_by: None }).await),
-        DepartmentError::Deleted
-    );
-    assert_eq!(
-        rejection(departments.add_manager("d-1", manager("0801")).await),
-        DepartmentError::Deleted
+        (view.name.as_str(), view.managers.as_slice()),
+        ("Engineering", ["0801".to_owned()].as_slice())
     );
 }
 

@@ -14,6 +14,8 @@
 //! - W1bound (MongoDB only): W1's commands as bare driver calls, a find and an insert
 //!   each, without evt: the server's own rate for two round trips per command;
 //! - W2: one department with 10,001 events, loaded 20 times (ms per load), without and with snapshots;
+//! - W2u: W2 without snapshots through upcasters: one of another event type (none applies), and
+//!   one applying to every event;
 //! - W3: 100,000 events (10,000 departments x 10); a handler with a persisted bookmark counts
 //!   managers per department from position 0 until caught up (events/s);
 //! - W4: with a started handler, from a command returning to the handler having handled its event,
@@ -30,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evt::{Domain, MemoryProvider, Meta, NewEvent, Provider, Versioned, projection};
+use evt::{Domain, MemoryProvider, Meta, NewEvent, Provider, Upcasters, Versioned, projection};
 use serde_json::json;
 
 use department::{AddManager, Create, Department, DepartmentCommands, DepartmentManagerAdded};
@@ -233,7 +235,39 @@ async fn w1(backend: &str, scale: Scale, tasks: usize, cache: bool) -> Result<()
 
 /// W2: one department with `w2_events + 1` events, loaded 20 times.
 async fn w2(backend: &str, scale: Scale, snapshots: bool) -> Result<(), Error> {
-    let domain = Domain::from_arc(fresh(backend).await?);
+    w2_through(backend, scale, snapshots, None).await
+}
+
+/// W2u: W2 without snapshots, through upcasters: one of another event type (none applies to
+/// the loaded events), and one that applies to every event (a field rename that finds nothing
+/// to rename: the document parsed, checked and written again).
+async fn w2u(backend: &str, scale: Scale) -> Result<(), Error> {
+    let none_apply = Upcasters::new().add("departments", "departmentRenamed", Ok::<_, Error>);
+    let every_event = Upcasters::new().add(
+        "departments",
+        "departmentManagerAdded",
+        |mut event: serde_json::Value| {
+            if let Some(phone) = event.as_object_mut().and_then(|e| e.remove("phone")) {
+                event["userPhone"] = phone;
+            }
+            Ok::<_, Error>(event)
+        },
+    );
+    w2_through(backend, scale, false, Some(("none apply", none_apply))).await?;
+    w2_through(backend, scale, false, Some(("every event", every_event))).await
+}
+
+async fn w2_through(
+    backend: &str,
+    scale: Scale,
+    snapshots: bool,
+    upcasters: Option<(&str, Upcasters)>,
+) -> Result<(), Error> {
+    let label = upcasters.as_ref().map(|(label, _)| *label);
+    let mut domain = Domain::from_arc(fresh(backend).await?);
+    if let Some((_, upcasters)) = upcasters {
+        domain = domain.with_upcasters(upcasters);
+    }
     const LOADS: usize = 20;
     let id = department_id(0);
     let managers = (0..scale.w2_events).map(|index| phone(0, index));
@@ -258,12 +292,19 @@ async fn w2(backend: &str, scale: Scale, snapshots: bool) -> Result<(), Error> {
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(last, scale.w2_events);
     let ms_per_hydration = seconds * 1e3 / LOADS as f64;
-    let extra = json!({
+    let mut extra = json!({
         "snapshots": snapshots,
         "events_per_load": events,
         "ms_per_hydration": (ms_per_hydration * 1e3).round() / 1e3,
     });
-    line(backend, "W2", LOADS, seconds, extra);
+    let workload = match label {
+        Some(label) => {
+            extra["upcasters"] = json!(label);
+            "W2u"
+        }
+        None => "W2",
+    };
+    line(backend, workload, LOADS, seconds, extra);
     Ok(())
 }
 
@@ -565,6 +606,9 @@ async fn run(backend: &str, scale: Scale, only: &[String]) -> Result<(), Error> 
     if on("W2") {
         w2(backend, scale, false).await?;
         w2(backend, scale, true).await?;
+    }
+    if on("W2u") {
+        w2u(backend, scale).await?;
     }
     if on("W3") {
         w3(backend, scale).await?;

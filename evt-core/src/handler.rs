@@ -310,6 +310,13 @@ impl<P: Projection> Handler<P> {
             .is_some_and(|held| held.borrow().as_ref().is_some_and(Held::is_valid))
     }
 
+    /// The projection, taken out of a handler that has no clones and was never started.
+    pub(crate) fn into_projection(self) -> Option<P> {
+        Arc::try_unwrap(self.inner)
+            .ok()
+            .map(|inner| inner.projection)
+    }
+
     /// The projection, e.g. to query its read model.
     pub fn projection(&self) -> &P {
         &self.inner.projection

@@ -89,6 +89,7 @@ mod metadata;
 mod provider;
 #[cfg(feature = "test-util")]
 pub mod testing;
+pub mod testkit;
 mod upcast;
 mod util;
 

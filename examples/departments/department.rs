@@ -1,8 +1,9 @@
 //! The department aggregate: its events, its state and fold, its commands (the guide's
 //! `types/department.ts`, `aggregates/department.ts` and `command/department.ts`).
 
-use evt::{Versioned, aggregate, commands, event};
+use evt::{Upcasters, Versioned, aggregate, commands, event};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Sandbox or production data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -135,6 +136,17 @@ pub enum DepartmentError {
     NotManager,
 }
 
+/// How stored events of earlier shapes read today: a `departmentCreated` stored before it had a
+/// `dataContext` was a live department.
+pub fn upcasters() -> Upcasters {
+    Upcasters::new().add("departments", "departmentCreated", |mut event: Value| {
+        if event.get("dataContext").is_none() {
+            event["dataContext"] = Value::from("live");
+        }
+        Ok::<_, evt::Error>(event)
+    })
+}
+
 fn normalize_phone(input: &str) -> String {
     input.trim().to_owned()
 }
@@ -150,7 +162,7 @@ fn live(department: &Versioned<Department>) -> Result<(), DepartmentError> {
 
 #[commands(client = pub DepartmentCommands)]
 impl Department {
-    fn create(
+    pub fn create(
         department: &Versioned<Self>,
         cmd: Create,
     ) -> Result<DepartmentCreated, DepartmentError> {
@@ -167,7 +179,7 @@ impl Department {
     }
 
     /// Emits nothing when neither the name nor the description changes.
-    fn update(
+    pub fn update(
         department: &Versioned<Self>,
         cmd: Update,
     ) -> Result<Option<DepartmentUpdated>, DepartmentError> {
@@ -188,7 +200,7 @@ impl Department {
 
     /// Decided again after a version conflict, up to 3 times.
     #[command(retry = 3)]
-    fn add_manager(
+    pub fn add_manager(
         department: &Versioned<Self>,
         cmd: AddManager,
     ) -> Result<DepartmentManagerAdded, DepartmentError> {
@@ -203,7 +215,7 @@ impl Department {
         })
     }
 
-    fn remove_manager(
+    pub fn remove_manager(
         department: &Versioned<Self>,
         cmd: RemoveManager,
     ) -> Result<DepartmentManagerRemoved, DepartmentError> {
@@ -218,7 +230,7 @@ impl Department {
         })
     }
 
-    fn delete(
+    pub fn delete(
         department: &Versioned<Self>,
         cmd: Delete,
     ) -> Result<DepartmentDeleted, DepartmentError> {

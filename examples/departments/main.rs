@@ -32,21 +32,36 @@ async fn backend() -> Result<(Domain, ReadModel), Error> {
             provider.database().name()
         );
         let read_model = ReadModel::Mongo(provider.database().collection("departments"));
-        return Ok((Domain::new(provider).with_cache(1_000), read_model));
+        return Ok((
+            Domain::new(provider)
+                .with_cache(1_000)
+                .with_upcasters(department::upcasters()),
+            read_model,
+        ));
     }
     if let Ok(url) = std::env::var("EVT_POSTGRES_URL") {
         let provider = PostgresProvider::connect(&url).await?;
         provider.migrate().await?;
         println!("backend: PostgreSQL");
         let read_model = ReadModel::postgres(provider.pool().clone()).await?;
-        return Ok((Domain::new(provider).with_cache(1_000), read_model));
+        return Ok((
+            Domain::new(provider)
+                .with_cache(1_000)
+                .with_upcasters(department::upcasters()),
+            read_model,
+        ));
     }
     let path = std::env::var("EVT_SQLITE_PATH").unwrap_or_else(|_| "evt-departments.db".into());
     let provider = SqliteProvider::open(&path).await?;
     provider.migrate().await?;
     println!("backend: SQLite, file `{path}` (EVT_POSTGRES_URL or EVT_MONGO_URL switch it)");
     let read_model = ReadModel::sqlite(provider.pool().clone()).await?;
-    Ok((Domain::new(provider).with_cache(1_000), read_model))
+    Ok((
+        Domain::new(provider)
+            .with_cache(1_000)
+            .with_upcasters(department::upcasters()),
+        read_model,
+    ))
 }
 
 /// An id this run has not used: a persistent store keeps the departments of earlier runs.
