@@ -255,7 +255,7 @@ mod tests {
         fn count(tally: &Versioned<Self>, by: u32) -> Result<Option<Counted>, TooMany> {
             match tally.total + by {
                 0 => Ok(None),
-                ..=10 => Ok(Some(Counted { by })),
+                1..=10 => Ok(Some(Counted { by })),
                 _ => Err(TooMany),
             }
         }
