@@ -14,6 +14,7 @@ use crate::{Aggregate, CommandError, Domain, Error, Versioned};
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The untyped steps of every command on aggregates of type `A`, used by generated clients.
+#[doc(hidden)]
 pub struct Commands<A> {
     domain: Domain,
     aggregate: PhantomData<fn() -> A>,

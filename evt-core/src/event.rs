@@ -36,6 +36,7 @@ pub trait Event: Clone + Debug + Send + Sync + Sized + 'static {
     label = "not a variant of an `#[event]` enum",
     note = "event types are the variants of an enum marked `#[evt_core::event]`"
 )]
+#[doc(hidden)]
 pub trait EventVariant: Into<Self::Event> + Sized {
     /// The enum this event type belongs to.
     type Event: Event;
@@ -51,6 +52,7 @@ pub trait EventVariant: Into<Self::Event> + Sized {
     label = "not a variant of `{E}`",
     note = "an aggregate folds only the variants of the enum it names in `events = ...`"
 )]
+#[doc(hidden)]
 pub trait EventOf<E>: Sized {
     /// This variant of the enum, if `event` is one; otherwise `event` back.
     fn take(event: E) -> Result<Self, E>;
@@ -64,6 +66,7 @@ pub trait EventOf<E>: Sized {
     label = "no `#[aggregate(events = {Self})]` names this enum",
     note = "add `#[evt_core::aggregate(stream = \"...\", events = {Self})]` to the aggregate's fold `impl` block"
 )]
+#[doc(hidden)]
 pub trait EventStream: Event {
     /// The stream events of this type are stored in.
     const STREAM: &'static str;
@@ -79,6 +82,7 @@ pub trait EventStream: Event {
     label = "a command returns an event, `()`, `Option`, `Vec`, an array, or a tuple of events and `Option`s of events",
     note = "return a variant of `{E}` (`Ok(Variant {{ .. }})`), `Ok(())`, `Ok(None)`, `Ok(vec![a.into(), b.into()])` or `Ok((a, Some(b)))`"
 )]
+#[doc(hidden)]
 pub trait IntoEvents<E> {
     /// The events, in order.
     fn into_events(self) -> Vec<E>;
@@ -135,6 +139,7 @@ tuple_into_events!(A B C D);
     message = "a command handler must return `Result<events, error>`, found `{Self}`",
     note = "for example `-> Result<T, String>` where `T` is a variant of `{E}`, an `Option` or a `Vec` of them, or a tuple of these"
 )]
+#[doc(hidden)]
 pub trait Decision<E> {
     /// The handler's error type.
     type Error;

@@ -260,8 +260,8 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
     }
     let krate = args::runtime_path(args.krate.clone());
     let self_ty = &input.self_ty;
-    let event = syn::Ident::new("__evt_event", proc_macro2::Span::mixed_site());
-    let variant = syn::Ident::new("__evt_variant", proc_macro2::Span::mixed_site());
+    let event = syn::Ident::new("event", proc_macro2::Span::mixed_site());
+    let variant = syn::Ident::new("variant", proc_macro2::Span::mixed_site());
     let dispatch = folds.iter().map(
         |Fold {
              method,
@@ -342,7 +342,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
             // adding a second error to the one above. Spanned at `events`, so that a second
             // aggregate of the same enum is one error there, pointing at the first one's.
             let event_stream = quote_spanned! {events.span()=>
-                impl #krate::__private::EventStream for #events where for<'__evt> #events: #krate::Event {
+                impl #krate::__private::EventStream for #events where for<'evt> #events: #krate::Event {
                     const STREAM: &'static str = <#self_ty as #krate::Aggregate>::STREAM;
                 }
             };
@@ -367,6 +367,7 @@ fn generate(args: &Args, input: &ItemImpl, folds: &[Fold<'_>]) -> TokenStream {
         #check
 
         impl #krate::Aggregate for #self_ty {
+            #[doc(hidden)]
             type Event = #checked_events;
             const STREAM: &'static str = #stream;
             #snapshot

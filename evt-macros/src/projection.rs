@@ -295,9 +295,9 @@ fn generate(args: &Args, input: &ItemImpl, handles: &[Handle<'_>]) -> TokenStrea
     let continue_on_error = args.continue_on_error.unwrap_or(false);
     let skip_unknown_events = args.skip_unknown_events.unwrap_or(false);
     let mixed = Span::mixed_site();
-    let event = syn::Ident::new("__evt_event", mixed);
-    let meta = syn::Ident::new("__evt_meta", mixed);
-    let typed = syn::Ident::new("__evt_typed", mixed);
+    let event = syn::Ident::new("event", mixed);
+    let meta = syn::Ident::new("meta", mixed);
+    let typed = syn::Ident::new("typed", mixed);
 
     let projection = args::text(self_ty);
     let error_checks: Vec<TokenStream> = handles
