@@ -158,11 +158,16 @@ pub use evt_macros::aggregate;
 
 /// Generates a typed command client from an impl block of command handlers on an aggregate.
 ///
-/// Each `fn name(aggregate: &Versioned<Self>, command: Payload) -> Result<events, Error>` (or
-/// `async fn`) becomes `client.name(aggregate_id, payload).await`, which loads the aggregate,
-/// decides, appends at the loaded version and returns the new aggregate.
+/// Each `fn name(aggregate: &Versioned<Self>, command: Payload) -> Result<Events, YourError>`
+/// (or `async fn`) becomes `client.name(aggregate_id, payload).await`, which loads the
+/// aggregate, decides, appends at the loaded version and returns the new aggregate, or
+/// `CommandError::Rejected { reason: YourError, .. }`. `Events` is one event (an event type or
+/// the enum), `()` for none, `Option<_>`, `Vec<_>`, an array, or a tuple of up to four events
+/// each of which may be an `Option`; `YourError` is any type. Handlers are associated functions
+/// of the aggregate type, beside its fold methods: their names must differ from those (a handler
+/// named `create` hides `Aggregate::create`, then called as `<A as Aggregate>::create()`).
 /// `#[command(retry = N)]` on a handler decides again up to `N` times after a version conflict
-/// (its payload must be `Clone`).
+/// (its payload must be `Clone`), after a short random pause.
 ///
 /// ```compile_fail
 /// # use evt_core::{aggregate, commands, event, Versioned};
@@ -185,8 +190,11 @@ pub use evt_macros::command;
 
 /// Implements [`Projection`] from an impl block of handler methods, one per event type.
 ///
-/// Each `async fn name(&self, id: &str, event: &EventType, meta: &Meta) -> Result<(), E>`
-/// handles one event type; the type must belong to one of the `streams`. Events of other types
+/// Each `fn` or `async fn name(&self, id: &str, event: &EventType, meta: &Meta)` handles one
+/// event type, returning `()` or `Result<(), E>` where `E` converts into
+/// `Box<dyn std::error::Error + Send + Sync>` (a type implementing `std::error::Error`, a
+/// `String`, a boxed error). The type must belong to one of the `streams`, and each listed
+/// stream must have a handler; the projection type must be `Send + Sync + 'static`. Events of other types
 /// pass, but one of a type that its stream's event enum does not know (renamed or removed) stops
 /// the handler as it stops loading the aggregate, unless `skip_unknown_events` is set.
 /// Arguments: `bookmark = "..."` and `streams = ["..."]` (required; one stream may be written
