@@ -242,7 +242,7 @@ async fn w2(backend: &str, scale: Scale, snapshots: bool) -> Result<(), Error> {
 /// the loaded events), and one that applies to every event (a field rename that finds nothing
 /// to rename: the document parsed, checked and written again).
 async fn w2u(backend: &str, scale: Scale) -> Result<(), Error> {
-    let none_apply = Upcasters::new().add("departments", "departmentRenamed", Ok::<_, Error>);
+    let none_apply = Upcasters::new().add("departments", "departmentRenamed", Ok);
     let every_event = Upcasters::new().add(
         "departments",
         "departmentManagerAdded",
@@ -250,7 +250,7 @@ async fn w2u(backend: &str, scale: Scale) -> Result<(), Error> {
             if let Some(phone) = event.as_object_mut().and_then(|e| e.remove("phone")) {
                 event["userPhone"] = phone;
             }
-            Ok::<_, Error>(event)
+            Ok(event)
         },
     );
     w2_through(backend, scale, false, Some(("none apply", none_apply))).await?;

@@ -649,19 +649,19 @@ pub async fn upcasting_old_events(factory: &impl Factory) {
             if event.get("name").is_none() {
                 event["name"] = json!("unnamed");
             }
-            Ok::<_, Error>(event)
+            Ok(event)
         })
         .add("examples", "begun", |event: serde_json::Value| {
-            Ok::<_, Error>(json!({"type": "created", "title": event["title"]}))
+            Ok(json!({"type": "created", "title": event["title"]}))
         })
         .add("examples", "noted", |mut event: serde_json::Value| {
             if let Some(text) = event.as_object_mut().unwrap().remove("text") {
                 event["noteText"] = text;
             }
-            Ok::<_, Error>(event)
+            Ok(event)
         })
         .add("others", "created", |_: serde_json::Value| {
-            Err::<serde_json::Value, _>("another stream's upcaster never runs here")
+            Err("another stream's upcaster never runs here".into())
         });
     let domain = Domain::from_arc(provider.clone()).with_upcasters(upcasters);
     let a: Versioned<Example> = domain.load("a").await.unwrap();
@@ -695,7 +695,7 @@ pub async fn upcasting_old_events(factory: &impl Factory) {
     );
 
     let failing = Upcasters::new().add("examples", "begun", |_: serde_json::Value| {
-        Err::<serde_json::Value, _>("no longer supported")
+        Err("no longer supported".into())
     });
     let domain = Domain::from_arc(provider).with_upcasters(failing);
     let error = domain.load::<Example>("a").await.unwrap_err();

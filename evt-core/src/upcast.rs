@@ -63,18 +63,17 @@ impl Upcasters {
     }
 
     /// These upcasters and one more: stored documents of type `event_type` in `stream` go
-    /// through `upcast` as they are read. Upcasters of one type run in the order added.
+    /// through `upcast` as they are read. Upcasters of one type run in the order added. An
+    /// upcaster's error (`Err("..".into())`, or any error through `?`) fails the read with
+    /// [`Error::Upcast`].
     #[must_use]
-    pub fn add<E>(
+    pub fn add(
         mut self,
         stream: &str,
         event_type: &str,
-        upcast: impl Fn(Value) -> Result<Value, E> + Send + Sync + 'static,
-    ) -> Self
-    where
-        E: Into<BoxError>,
-    {
-        let upcast: Arc<Upcast> = Arc::new(move |value| upcast(value).map_err(Into::into));
+        upcast: impl Fn(Value) -> Result<Value, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        let upcast: Arc<Upcast> = Arc::new(upcast);
         self.by_stream
             .entry(stream.to_owned())
             .or_default()

@@ -143,7 +143,7 @@ pub fn upcasters() -> Upcasters {
         if event.get("dataContext").is_none() {
             event["dataContext"] = Value::from("live");
         }
-        Ok::<_, evt::Error>(event)
+        Ok(event)
     })
 }
 

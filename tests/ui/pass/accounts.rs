@@ -66,11 +66,12 @@ impl Account {
     }
 
     /// Two events in one atomic append: both are stored, or neither.
-    fn transfer(account: &Versioned<Self>, cmd: Transfer) -> Result<(Withdrawn, FeeCharged), AccountError> {
+    fn transfer(account: &Versioned<Self>, cmd: Transfer) -> Result<(Withdrawn, Option<FeeCharged>), AccountError> {
         if account.balance < cmd.amount + 1 {
             return Err(AccountError::Insufficient { balance: account.balance });
         }
-        Ok((Withdrawn { amount: cmd.amount, to: cmd.to }, FeeCharged { amount: 1 }))
+        let fee = (cmd.amount > 10).then(|| FeeCharged { amount: 1 });
+        Ok((Withdrawn { amount: cmd.amount, to: cmd.to }, fee))
     }
 }
 
