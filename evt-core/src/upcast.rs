@@ -1,7 +1,7 @@
 //! Upcasters: stored events of an earlier shape read as the current one.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,6 +11,9 @@ use crate::{BoxError, Error, StoredEvent};
 
 /// How many upcasters one event may go through (a chain that renames back and forth stops here).
 const MAX_STEPS: usize = 64;
+
+/// Looked up once per event read: a fast hash (foldhash).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 type Upcast = dyn Fn(Value) -> Result<Value, BoxError> + Send + Sync;
 
