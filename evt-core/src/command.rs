@@ -10,7 +10,8 @@ use tracing::Instrument;
 
 use crate::{Aggregate, CommandError, Domain, Error, Versioned};
 
-/// The longest pause before deciding a command again after a version conflict.
+/// The longest pause before deciding a command again (after a version conflict or a failure
+/// that changed nothing).
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The untyped steps of every command on aggregates of type `A`, used by generated clients.
@@ -61,7 +62,10 @@ impl<A: Aggregate> Commands<A> {
     /// or when that cannot tell, it loads the aggregate, decides and appends at the loaded version.
     /// After a version conflict or a failure that stored nothing it decides again on a fresh load,
     /// up to `retries` times (only with `clone`), after a pause that grows with each attempt and
-    /// is drawn at random below it, so that writers that collided do not collide again in step.
+    /// is drawn at random in its upper half, so that writers that collided do not collide again
+    /// in step; a load that failed without changing anything is tried again the same way. The
+    /// pause is tokio's: a command that retries needs a runtime with its timer enabled (as
+    /// `#[tokio::main]` makes).
     pub async fn run<P, E, F, Fut>(
         &self,
         command: &'static str,
@@ -89,7 +93,17 @@ impl<A: Aggregate> Commands<A> {
             let mut payload = Some(payload);
             let mut attempt = 0;
             loop {
-                let aggregate = self.load(aggregate_id).await?;
+                let aggregate = match self.load(aggregate_id).await {
+                    Ok(aggregate) => aggregate,
+                    // Reading changed nothing: try again while attempts are left.
+                    Err(error) if error.is_transient() && attempt < retries => {
+                        tracing::debug!(stream = A::STREAM, attempt, %error, "load failed; trying again");
+                        tokio::time::sleep(retry_pause(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
                 let this_payload = match (clone, &payload) {
                     (Some(clone), Some(payload)) if attempt < retries => clone(payload),
                     _ => payload.take().expect("the last attempt takes the payload"),
@@ -196,12 +210,13 @@ impl<A: Aggregate> Commands<A> {
     }
 }
 
-/// The pause before attempt `attempt + 2` of a command: at random below 1 ms × 2^attempt, at most
-/// [`MAX_RETRY_PAUSE`] ("full jitter").
+/// The pause before attempt `attempt + 2` of a command: at random between half and all of
+/// 2 ms × 2^attempt, at most [`MAX_RETRY_PAUSE`] ("equal jitter": long enough that the timer,
+/// which counts whole milliseconds, wakes colliding writers apart).
 fn retry_pause(attempt: u32) -> Duration {
-    let ceiling = Duration::from_millis(1 << attempt.min(16)).min(MAX_RETRY_PAUSE);
+    let ceiling = Duration::from_millis(2 << attempt.min(16)).min(MAX_RETRY_PAUSE);
     let random = crate::util::append_id().unsigned_abs();
-    ceiling.mul_f64((random % 1024) as f64 / 1024.0)
+    ceiling / 2 + (ceiling / 2).mul_f64((random % 1024) as f64 / 1024.0)
 }
 
 #[cfg(test)]
@@ -211,12 +226,12 @@ mod tests {
     #[test]
     fn retry_pauses_grow_and_stay_bounded() {
         for attempt in [0, 1, 5, 20, u32::MAX] {
-            let ceiling = Duration::from_millis(1 << attempt.min(16)).min(MAX_RETRY_PAUSE);
+            let ceiling = Duration::from_millis(2 << attempt.min(16)).min(MAX_RETRY_PAUSE);
             let pauses: Vec<Duration> = (0..200).map(|_| retry_pause(attempt)).collect();
             assert!(
                 pauses
                     .iter()
-                    .all(|pause| *pause < ceiling.max(Duration::from_nanos(1)))
+                    .all(|pause| *pause >= ceiling / 2 && *pause <= ceiling)
             );
             assert!(pauses.iter().any(|pause| *pause != pauses[0]), "jittered");
         }

@@ -85,7 +85,8 @@ pub enum Error {
 
     /// An upcaster ([`crate::Upcasters`]) failed on a stored event.
     #[error(
-        "cannot upcast event at position {position} (`{stream}/{aggregate_id}` version {version},          type `{event_type}`): {source}",
+        "cannot upcast event at position {position} (`{stream}/{aggregate_id}` version {version}, \
+         type `{event_type}`): {source}",
         stream = cut(.stream),
         aggregate_id = cut(.aggregate_id),
         event_type = cut(.event_type)

@@ -122,7 +122,8 @@ type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
 ///
 /// Cheap to clone; clones share the projection, the position and the task. The builder methods
 /// (`tail_stream`, `lease_time`, ...) return a handler with the option changed: clones made
-/// before, and a task already started, keep the options they had. The bookmark is
+/// before, and a task already started, keep the options they had. (`memory_bookmark` makes a
+/// handler of its own, sharing only the projection.) The bookmark is
 /// stored after each page of events (and before reporting an error), so after a crash a
 /// handler may see the last page again: write handlers that tolerate a repeat (upserts, `$set`).
 #[must_use = "a handler does nothing until it is started or run"]
@@ -150,7 +151,7 @@ impl<P: Projection> std::fmt::Debug for Handler<P> {
 }
 
 struct Inner<P> {
-    projection: P,
+    projection: Arc<P>,
     provider: Arc<dyn Provider>,
     /// Where runs in this process got to, for [`Handler::wait_until_handled`].
     progress: watch::Sender<Progress>,
@@ -197,11 +198,12 @@ struct Task {
 }
 
 impl<P: Projection> Handler<P> {
-    /// A handler over `provider`; [`crate::Domain::handler`] is the usual way to make one.
+    /// A handler over `provider`; [`crate::Domain::handler`] is the usual way to make one (with
+    /// the domain's upcasters; see [`Handler::upcasters`]).
     pub fn new(provider: Arc<dyn Provider>, projection: P) -> Self {
         Handler {
             inner: Arc::new(Inner {
-                projection,
+                projection: Arc::new(projection),
                 provider,
                 progress: watch::Sender::new(Progress::default()),
                 run: tokio::sync::Mutex::default(),
@@ -225,6 +227,13 @@ impl<P: Projection> Handler<P> {
     /// This handler, reading stored events through `upcasters` (the domain's).
     pub(crate) fn upcasting(self, upcasters: Option<Arc<Upcasters>>) -> Self {
         self.with(|config| config.upcasters = upcasters)
+    }
+
+    /// Reads stored events through `upcasters` before handling them. A handler made by
+    /// [`crate::Domain::handler`] has the domain's already; one made by [`Handler::new`] has
+    /// none until given them here.
+    pub fn upcasters(self, upcasters: Upcasters) -> Self {
+        self.upcasting((!upcasters.is_empty()).then(|| Arc::new(upcasters)))
     }
 
     /// This handler with its options changed by `change`.
@@ -265,9 +274,20 @@ impl<P: Projection> Handler<P> {
         self.with(|config| config.on_error = Some(Arc::new(callback)))
     }
 
-    /// Keep the bookmark in this value's memory instead of the provider (evtstore's `MemoryBookmark`).
+    /// Keep the bookmark in memory instead of the provider (evtstore's `MemoryBookmark`).
+    ///
+    /// The result is a handler of its own over the same projection: its position, its task and
+    /// its bookmark are not shared with the handler it was made from (or that one's clones), so
+    /// the two never move each other's position.
     pub fn memory_bookmark(self) -> Self {
-        self.with(|config| config.memory_bookmark = true)
+        let inner = Arc::new(Inner {
+            projection: self.inner.projection.clone(),
+            provider: self.inner.provider.clone(),
+            progress: watch::Sender::new(Progress::default()),
+            run: tokio::sync::Mutex::default(),
+            task: Mutex::default(),
+        });
+        Handler { inner, ..self }.with(|config| config.memory_bookmark = true)
     }
 
     /// How often a started handler polls for events appended by other processes.
@@ -314,7 +334,7 @@ impl<P: Projection> Handler<P> {
     pub(crate) fn into_projection(self) -> Option<P> {
         Arc::try_unwrap(self.inner)
             .ok()
-            .map(|inner| inner.projection)
+            .and_then(|inner| Arc::try_unwrap(inner.projection).ok())
     }
 
     /// The projection, e.g. to query its read model.
@@ -662,9 +682,7 @@ impl<P: Projection> Handler<P> {
     pub async fn reset(&self) {
         let mut run = self.inner.run.lock().await;
         run.checkpoint = None;
-        if self.config.memory_bookmark {
-            run.memory = None;
-        }
+        run.memory = None;
     }
 
     /// Forgets the position held in memory, so the next run reads the bookmark again.

@@ -519,7 +519,7 @@ pub trait Provider: Send + Sync + 'static {
 impl std::fmt::Debug for dyn Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")
-            .field("limit", &self.page_size())
+            .field("page_size", &self.page_size())
             .finish_non_exhaustive()
     }
 }

@@ -61,18 +61,19 @@ impl<A: Aggregate> Given<A> {
         self
     }
 
-    /// The aggregate after the given events, as a command sees it.
+    /// The aggregate after the given events, as a command sees it: each event goes through its
+    /// stored JSON and back before it is folded, as a load reads it (so serde attributes on
+    /// the events act as in production).
+    #[track_caller]
     pub fn aggregate(&self) -> Versioned<A> {
         let mut aggregate = Versioned::<A>::new(self.id.clone());
-        for event in self.events.iter().cloned() {
-            aggregate.state.fold(event);
-            aggregate.version += 1;
-        }
+        fold(&mut aggregate, self.events.iter().cloned());
         aggregate
     }
 
     /// Runs a command handler on the aggregate: `command` calls it, as in
     /// `|account| Account::deposit(account, Deposit { amount: 5 })`.
+    #[track_caller]
     pub fn when<T, E>(self, command: impl FnOnce(&Versioned<A>) -> Result<T, E>) -> Then<A, E>
     where
         T: crate::__private::IntoEvents<A::Event>,
@@ -87,6 +88,7 @@ impl<A: Aggregate> Given<A> {
 
     /// [`Given::when`] for an `async fn` handler, given the aggregate by value:
     /// `|account| async move { Account::deposit(&account, Deposit { amount: 5 }).await }`.
+    #[track_caller]
     pub fn when_async<T, E, F>(self, command: impl FnOnce(Versioned<A>) -> F) -> Then<A, E>
     where
         T: crate::__private::IntoEvents<A::Event>,
@@ -103,7 +105,14 @@ impl<A: Aggregate> Given<A> {
     /// Runs `projection` over the given events (stored, in order, in a [`MemoryProvider`], and
     /// handled as a started handler would handle them) and returns it, to read its read model
     /// back. Panics, naming the event, if a handler method fails.
+    #[track_caller]
     pub fn project<P: Projection>(self, projection: P) -> P {
+        assert!(
+            P::STREAMS.contains(&A::STREAM),
+            "the projection reads the streams {:?}, not `{}` of the given events",
+            P::STREAMS,
+            A::STREAM
+        );
         let domain = Domain::new(MemoryProvider::new());
         block_on(async {
             if !self.events.is_empty() {
@@ -164,10 +173,7 @@ where
             );
         }
         let mut aggregate = self.aggregate;
-        for event in events {
-            aggregate.state.fold(event);
-            aggregate.version += 1;
-        }
+        fold(&mut aggregate, events);
         aggregate
     }
 
@@ -192,6 +198,20 @@ where
                 list(&events)
             ),
         }
+    }
+}
+
+/// Folds `events` into `aggregate` as a load does: through their stored JSON.
+#[track_caller]
+fn fold<A: Aggregate>(aggregate: &mut Versioned<A>, events: impl IntoIterator<Item = A::Event>) {
+    for event in events {
+        let event_type = event.event_type();
+        let stored = event
+            .to_json()
+            .and_then(|json| A::Event::from_json(event_type, &json))
+            .unwrap_or_else(|e| panic!("event `{event_type}` does not survive being stored: {e}"));
+        aggregate.state.fold(stored);
+        aggregate.version += 1;
     }
 }
 

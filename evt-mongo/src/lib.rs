@@ -151,7 +151,7 @@ use crate::documents::{integer, read_position, stored_event, timestamp};
 use crate::feed::{Tails, token_bson, token_text};
 use crate::group::{InsertGroup, LoadGroup, Loaded};
 
-/// The page size unless [`MongoProvider::page_size`] says otherwise.
+/// The page size unless [`MongoProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
 /// How long after taking its position an insert is sure to have committed, unless
@@ -534,7 +534,7 @@ impl Provider for MongoProvider {
     }
 
     /// One query, its results streamed by the driver's cursor in batches of
-    /// [`MongoProvider::page_size`] (evtstore reads an aggregate in one query too).
+    /// [`MongoProvider::limit`] (evtstore reads an aggregate in one query too).
     fn aggregate_stream<'a>(
         &'a self,
         stream: &'a str,

@@ -40,13 +40,14 @@
 //! checked (no `"`, no control characters, at most 63 bytes a part) and refused where they would
 //! reach PostgreSQL's own catalogs (`pg_*`, `information_schema`).
 //!
-//! These are evtstore's tables (its `postgres` and `pg` providers), with two more columns that
+//! These are evtstore's tables (its `postgres` and `pg` providers), with three more columns that
 //! evtstore ignores and the lock trigger. Events are `text`, as evtstore stores them: the JSON as
 //! the event was encoded, stored and sent back without conversion (`jsonb` would be parsed on
 //! every append and printed on every read, a quarter of the server's time on a read of 1,000
 //! events); query them with `event::json->>'name'`. `version` is an `integer`, as evtstore's:
 //! its drivers return a `bigint` as a string. Tables made by earlier versions of evt (`bigint`,
-//! `json` or `jsonb`) are read and written as they are.
+//! `json` or `jsonb`) are read and written as they are, once [`PostgresProvider::migrate`] has
+//! added the `metadata` column, which reads select.
 //!
 //! # TLS
 //!
@@ -60,15 +61,16 @@
 //! - `&sslcert=/path/client.pem&sslkey=/path/client.key`: with a client certificate.
 //!
 //! `sslmode=prefer` (sqlx's default) uses TLS where the server offers it. To use the system's
-//! OpenSSL instead, turn the feature off and enable sqlx's `tls-native-tls` in your own
+//! OpenSSL instead, depend on `evt-postgres` with `default-features = false` (the `evt`
+//! facade's `postgres` feature keeps the default) and enable sqlx's `tls-native-tls` in your own
 //! `Cargo.toml` (`sqlx = { version = "0.8", features = ["tls-native-tls"] }`).
 //!
 //! # Moving from evtstore
 //!
 //! Point the provider at evtstore's tables ([`PostgresProvider::events_table`],
 //! [`PostgresProvider::bookmarks_table`], named as in evtstore's options) and run
-//! [`PostgresProvider::migrate`]: it adds the `snapshot` and `append_id` columns (nullable;
-//! evtstore never reads them) and the lock trigger, and says so; nothing that evtstore reads
+//! [`PostgresProvider::migrate`]: it adds the `snapshot`, `append_id` and `metadata` columns
+//! (nullable; evtstore never reads them) and the lock trigger, and says so; nothing that evtstore reads
 //! changes. Events, aggregates and bookmarks carry over, and evtstore and `evt` can write the
 //! same aggregates at once: versions stay unique, each sees the other's lost races as conflicts,
 //! and, with the trigger, neither library's handlers skip the other's events (nor their own:
@@ -168,7 +170,7 @@ use append::classify;
 use names::{TableName, lock_sql};
 pub use sqlx;
 
-/// The page size unless [`PostgresProvider::page_size`] says otherwise.
+/// The page size unless [`PostgresProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
 /// The most connections [`PostgresProvider::connect`] opens. A command uses one at a time, but

@@ -41,8 +41,8 @@
 //!
 //! evtstore's `knex` provider on SQLite makes the same tables (its `datetime` timestamps are the
 //! same milliseconds). Point the provider at its file and tables and run
-//! [`SqliteProvider::migrate`]: it adds the `snapshot` column (evtstore never reads it) and says
-//! so. Both libraries can then write the same file at once.
+//! [`SqliteProvider::migrate`]: it adds the `snapshot` and `metadata` columns (evtstore never
+//! reads them) and says so; reads select `metadata`, so run it before anything else. Both libraries can then write the same file at once.
 //!
 //! # Design: correct under concurrent writers, in one process or several
 //!
@@ -102,7 +102,7 @@
 //! would get its own empty database; use a file in a temporary directory instead.
 //!
 //! A page of events is one SQLite value, so it must stay under SQLite's string limit (1 GB by
-//! default): with events of several megabytes, lower [`SqliteProvider::page_size`].
+//! default): with events of several megabytes, lower [`SqliteProvider::limit`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -125,7 +125,7 @@ use tokio::sync::watch;
 
 pub use sqlx;
 
-/// The page size unless [`SqliteProvider::page_size`] says otherwise.
+/// The page size unless [`SqliteProvider::limit`] says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 
 /// How long a writer waits for another to finish before giving up with `database is locked`.
@@ -517,8 +517,8 @@ impl SqliteProvider {
     /// what it changed (empty when the file was up to date). Idempotent: run it on every start.
     /// Concurrent calls, from any process, are serialised by the write lock.
     ///
-    /// On a file that evtstore's `knex` provider made, it adds the `snapshot` column (which
-    /// evtstore never reads) and uses knex's `(stream, position)` index as it is.
+    /// On a file that evtstore's `knex` provider made, it adds the `snapshot` and `metadata`
+    /// columns (which evtstore never reads) and uses knex's `(stream, position)` index as it is.
     pub async fn migrate(&self) -> Result<Vec<String>, Error> {
         let operation = || {
             format!(
