@@ -13,7 +13,7 @@ use evt_core::testing::CutProxy;
 use evt_core::{Error, NewEvent, Provider};
 use evt_postgres::PostgresProvider;
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 fn event(n: u64) -> NewEvent {
     NewEvent::from_value("noted", &json!({"type": "noted", "n": n}))
@@ -258,9 +258,12 @@ async fn through_proxy(
         .next()
         .unwrap();
     let proxy = CutProxy::start(upstream).await.unwrap();
+    // In plain text, so that the proxy can see the statements it cuts at (the server may offer
+    // TLS, which the default `sslmode=prefer` would take).
     let options = options
         .host(&proxy.local_addr().ip().to_string())
-        .port(proxy.local_addr().port());
+        .port(proxy.local_addr().port())
+        .ssl_mode(PgSslMode::Disable);
     let pool = PgPoolOptions::new()
         .max_connections(connections)
         .test_before_acquire(false)
