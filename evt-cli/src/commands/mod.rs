@@ -1,0 +1,20 @@
+//! One module per command.
+
+pub mod bookmark;
+pub mod export;
+pub mod import;
+pub mod migrate;
+pub mod show;
+pub mod status;
+pub mod tail;
+
+/// Stream names given as `a,b` or as several values.
+pub fn stream_list(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|names| names.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
