@@ -9,6 +9,8 @@ pub enum Failure {
     Failed(String),
     /// The command was refused: it needs a confirmation or an option it was not given.
     Refused(String),
+    /// Standard output was closed by its reader (`evt export | head`): nothing to report.
+    Closed,
 }
 
 impl Failure {
@@ -17,6 +19,16 @@ impl Failure {
         match self {
             Failure::Failed(_) => 1,
             Failure::Refused(_) => 2,
+            Failure::Closed => 0,
+        }
+    }
+
+    /// A failure to write to standard output: [`Failure::Closed`] when its reader went away.
+    pub fn output(error: std::io::Error) -> Failure {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::Closed
+        } else {
+            Failure::failed("write to standard output", error)
         }
     }
 
@@ -30,6 +42,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Failed(message) | Failure::Refused(message) => f.write_str(message),
+            Failure::Closed => f.write_str("standard output closed"),
         }
     }
 }

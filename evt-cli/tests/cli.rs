@@ -620,3 +620,107 @@ async fn export_import_sqlite_to_postgres_to_mongo() {
         std::panic::resume_unwind(panic);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Size.
+
+/// The peak resident set size of a running process so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `evt args`, feeding standard input from `feed` and discarding standard output; returns
+/// the exit status, the seconds taken and the child's peak RSS (KiB, sampled every 20 ms).
+fn measured(
+    args: &[&str],
+    feed: impl FnOnce(&mut dyn Write) + Send + 'static,
+) -> (std::process::ExitStatus, f64, u64, String) {
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evt"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the evt binary");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    let writer = std::thread::spawn(move || {
+        let mut buffered = std::io::BufWriter::new(&mut stdin);
+        feed(&mut buffered);
+        let _ = buffered.flush();
+    });
+    let mut stderr = child.stderr.take().expect("a piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let (pid, mut peak) = (child.id(), 0);
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait for evt") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    writer.join().expect("the stdin writer");
+    let stderr = reader.join().expect("the stderr reader");
+    (status, started.elapsed().as_secs_f64(), peak, stderr)
+}
+
+/// Imports then exports `EVT_CLI_EVENTS` events (1,000,000 by default; aggregates of 10 events
+/// on 3 streams, a bookmark halfway) on SQLite, printing the rates and the peak RSS of each:
+/// memory must not grow with the store. Ignored: it takes minutes in a debug build
+/// (`cargo test -p evt-cli --release -- --ignored --nocapture import_export_a_million_events`).
+#[tokio::test]
+#[ignore = "minutes long; run with --ignored --nocapture"]
+async fn import_export_a_million_events() {
+    let events: u64 = std::env::var("EVT_CLI_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let (_dir, path) = sqlite_file();
+    let url = url_of(&path);
+    ok(&["--url", &url, "migrate"], b"");
+    let (status, seconds, import_peak, stderr) = measured(&["--url", &url, "import"], move |out| {
+        writeln!(
+            out,
+            r#"{{"kind":"bookmark","bookmark":"half","position":{}}}"#,
+            events / 2
+        )
+        .unwrap();
+        for position in 1..=events {
+            let (aggregate, version) = ((position - 1) / 10, (position - 1) % 10 + 1);
+            writeln!(
+                out,
+                r#"{{"kind":"event","stream":"s{}","aggregateId":"a{aggregate}","version":{version},"position":{position},"type":"counted","event":{{"type":"counted","n":{position},"text":"a payload of some length"}}}}"#,
+                aggregate % 3
+            )
+            .unwrap();
+        }
+    });
+    assert!(status.success(), "import failed: {stderr}");
+    println!(
+        "import: {events} events in {seconds:.1} s = {:.0} events/s, peak RSS {:.1} MiB",
+        events as f64 / seconds,
+        import_peak as f64 / 1024.0
+    );
+    let (status, seconds, export_peak, stderr) = measured(&["--url", &url, "export"], |_| {});
+    assert!(status.success(), "export failed: {stderr}");
+    println!(
+        "export: {events} events in {seconds:.1} s = {:.0} events/s, peak RSS {:.1} MiB",
+        events as f64 / seconds,
+        export_peak as f64 / 1024.0
+    );
+    let status: Value =
+        serde_json::from_str(&ok(&["--url", &url, "status", "--json"], b"")).unwrap();
+    assert_eq!(status["head"], events);
+    assert_eq!(status["bookmarks"][0]["lag"], events - events / 2);
+    // Constant memory: far below what holding the store would take (~150 bytes an event).
+    assert!(import_peak < 64 * 1024, "import peak RSS {import_peak} KiB");
+    assert!(export_peak < 64 * 1024, "export peak RSS {export_peak} KiB");
+}

@@ -24,7 +24,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), Failure> {
     }
     let streams: Vec<&str> = streams.iter().map(String::as_str).collect();
     let total = provider.count_after(&streams, 0).await?;
-    let writing = |e: std::io::Error| Failure::failed("write to standard output", e);
+    let writing = Failure::output;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let bookmarks = provider.bookmarks().await?;
     for (name, position) in &bookmarks {

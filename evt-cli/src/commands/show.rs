@@ -63,7 +63,7 @@ pub async fn run(store: &Store, args: Args) -> Result<(), Failure> {
         } else {
             human(&event)
         };
-        writeln!(out, "{text}").map_err(|e| Failure::failed("write to standard output", e))?;
+        writeln!(out, "{text}").map_err(Failure::output)?;
         shown += 1;
     }
     if shown == 0 {

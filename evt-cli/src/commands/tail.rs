@@ -74,9 +74,8 @@ pub async fn run(store: &Store, args: Args) -> Result<(), Failure> {
                     super::show::human(event)
                 )
             };
-            writeln!(out, "{text}").map_err(|e| Failure::failed("write to standard output", e))?;
-            out.flush()
-                .map_err(|e| Failure::failed("write to standard output", e))?;
+            writeln!(out, "{text}").map_err(Failure::output)?;
+            out.flush().map_err(Failure::output)?;
             from = checkpoint.clone();
             printed += 1;
             if args.count.is_some_and(|count| printed >= count) {
