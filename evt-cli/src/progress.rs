@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::commands::counted;
+
 /// How often the plain lines come.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 
@@ -57,7 +59,12 @@ impl Progress {
             Some(bar) => bar.inc(n),
             None if self.printed.elapsed() >= PLAIN_EVERY => {
                 self.printed = Instant::now();
-                eprintln!("evt: {} {} events ({})", self.verb, self.count, self.rate());
+                eprintln!(
+                    "evt: {} {} ({})",
+                    self.verb,
+                    counted(self.count, "event"),
+                    self.rate()
+                );
             }
             None => {}
         }
@@ -78,9 +85,9 @@ impl Progress {
             bar.finish_and_clear();
         }
         eprintln!(
-            "evt: {} {} events{what} in {:.1} s ({})",
+            "evt: {} {}{what} in {:.1} s ({})",
             self.verb,
-            self.count,
+            counted(self.count, "event"),
             self.started.elapsed().as_secs_f64(),
             self.rate()
         );

@@ -46,9 +46,9 @@ pub async fn run(store: &Store, args: Args) -> Result<(), Failure> {
     }
     out.flush().map_err(writing)?;
     progress.finish(&format!(
-        " of {} streams and {} bookmarks",
-        streams.len(),
-        bookmarks.len()
+        " of {} and {}",
+        super::counted(streams.len() as u64, "stream"),
+        super::counted(bookmarks.len() as u64, "bookmark")
     ));
     Ok(())
 }

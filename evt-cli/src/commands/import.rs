@@ -64,10 +64,10 @@ pub async fn run(store: &Store, args: Args) -> Result<(), Failure> {
         let bookmarks = provider.bookmarks().await?;
         if !streams.is_empty() || !bookmarks.is_empty() {
             return Err(Failure::Refused(format!(
-                "the store is not empty ({} streams, {} bookmarks): import into an empty store, \
+                "the store is not empty ({}, {}): import into an empty store, \
                  or pass --append to add to it",
-                streams.len(),
-                bookmarks.len()
+                super::counted(streams.len() as u64, "stream"),
+                super::counted(bookmarks.len() as u64, "bookmark")
             )));
         }
     }
@@ -212,8 +212,10 @@ impl Importer<'_> {
                 .set_position(&pending.name, pending.target)
                 .await?;
         }
-        self.progress
-            .finish(&format!(" and {} bookmarks", self.bookmarks.len()));
+        self.progress.finish(&format!(
+            " and {}",
+            super::counted(self.bookmarks.len() as u64, "bookmark")
+        ));
         Ok(())
     }
 }

@@ -18,3 +18,11 @@ pub fn stream_list(given: &[String]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// `n` and the noun, in the plural unless `n` is 1: "1 event", "3 events".
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}

@@ -90,10 +90,10 @@ fn human(status: &Status) -> String {
     let w = width(&mut status.bookmarks.iter().map(|b| b.bookmark.len()));
     for b in &status.bookmarks {
         text.push_str(&format!(
-            "  {:w$}  position {}  lag {} events{}\n",
+            "  {:w$}  position {}  lag {}{}\n",
             b.bookmark,
             b.position,
-            b.lag,
+            super::counted(b.lag, "event"),
             b.lease_holder
                 .as_ref()
                 .map_or(String::new(), |holder| format!("  leased by {holder}"))
@@ -103,8 +103,10 @@ fn human(status: &Status) -> String {
     let w = width(&mut status.streams.iter().map(|s| s.stream.len()));
     for s in &status.streams {
         text.push_str(&format!(
-            "  {:w$}  {} aggregates  {} events\n",
-            s.stream, s.aggregates, s.events
+            "  {:w$}  {}  {}\n",
+            s.stream,
+            super::counted(s.aggregates, "aggregate"),
+            super::counted(s.events, "event")
         ));
     }
     text
