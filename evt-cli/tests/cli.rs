@@ -312,6 +312,51 @@ async fn bookmark_get_set_and_reset() {
     assert_eq!(ok(&["--url", &url, "bookmark", "get", "b"], b""), "0\n");
 }
 
+/// Runs `evt args` on a terminal (util-linux `script` gives it one), typing `typed`.
+fn on_terminal(args: &[&str], typed: &[u8]) -> Output {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_evt"))
+        .chain(args.iter().copied())
+        .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run `script` (util-linux) to give evt a terminal");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    // Type once the question is on the screen.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stdin.write_all(typed).expect("type the answer");
+    let output = child.wait_with_output().expect("wait for script");
+    drop(stdin);
+    output
+}
+
+#[tokio::test]
+async fn moving_a_bookmark_back_asks_on_a_terminal() {
+    let (_dir, path) = sqlite_file();
+    sqlite(&path).await;
+    let url = url_of(&path);
+    ok(&["--url", &url, "bookmark", "set", "b", "9"], b"");
+
+    let no = on_terminal(&["--url", &url, "bookmark", "set", "b", "3"], b"n\n");
+    let screen = text(&no.stdout);
+    assert!(
+        screen.contains("move bookmark `b` back from 9 to 3?"),
+        "{screen}"
+    );
+    assert_eq!(no.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("bookmark `b` left at 9"), "{screen}");
+    assert_eq!(ok(&["--url", &url, "bookmark", "get", "b"], b""), "9\n");
+
+    let yes = on_terminal(&["--url", &url, "bookmark", "reset", "b"], b"y\n");
+    assert!(yes.status.success(), "{}", text(&yes.stdout));
+    assert_eq!(ok(&["--url", &url, "bookmark", "get", "b"], b""), "0\n");
+}
+
 #[tokio::test]
 async fn no_store_is_a_usage_error() {
     let output = evt(&["status"], b"");
