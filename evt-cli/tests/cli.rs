@@ -454,6 +454,32 @@ async fn export_import_round_trip_on_sqlite() {
 }
 
 #[tokio::test]
+async fn export_import_between_tables_of_other_names() {
+    let (_dir, path) = sqlite_file();
+    let url = url_of(&path);
+    let custom = ["--events-table", "ledger", "--bookmarks-table", "marks"];
+    let with = |args: &[&'static str]| [&["--url", url.as_str()], &custom[..], args].concat();
+    seed(&sqlite(&path).await).await;
+    let exported = ok(&["--url", &url, "export"], b"");
+    ok(&with(&["migrate"]), b"");
+    ok(&with(&["import"]), exported.as_bytes());
+    let without_times = |export: &str| {
+        export
+            .lines()
+            .map(|line| {
+                let mut line: Value = serde_json::from_str(line).unwrap();
+                line.as_object_mut().unwrap().remove("timestamp");
+                line
+            })
+            .collect::<Vec<_>>()
+    };
+    let copied = ok(&with(&["export"]), b"");
+    assert_eq!(without_times(&copied), without_times(&exported));
+    // The default tables of the same file are left as they were.
+    assert_eq!(ok(&["--url", &url, "export"], b""), exported);
+}
+
+#[tokio::test]
 async fn import_append_adds_to_a_store() {
     let (_dir, path) = sqlite_file();
     seed(&sqlite(&path).await).await;
@@ -635,7 +661,7 @@ fn mongo_database() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_import_sqlite_to_postgres_to_mongo() {
+async fn export_import_sqlite_to_postgres_to_mongo_to_sqlite() {
     let (_dir, path) = sqlite_file();
     let source = sqlite(&path).await;
     seed(&source).await;
@@ -655,8 +681,18 @@ async fn export_import_sqlite_to_postgres_to_mongo() {
         ok(&["--url", &mongo_url, "import"], exported.as_bytes());
         let target = MongoProvider::connect(&mongo_url).await.unwrap();
         let found = contents(&target).await;
+        let exported = ok(&["--url", &mongo_url, "export"], b"");
         target.database().drop().await.unwrap();
         assert_eq!(found, expected, "PostgreSQL → MongoDB");
+
+        let (_dir, back) = sqlite_file();
+        ok(&["--url", &url_of(&back), "migrate"], b"");
+        ok(&["--url", &url_of(&back), "import"], exported.as_bytes());
+        assert_eq!(
+            contents(&sqlite(&back).await).await,
+            expected,
+            "MongoDB → SQLite"
+        );
     };
     // Drop the PostgreSQL database whether the checks passed or not.
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
