@@ -143,7 +143,10 @@ pub fn parse(number: u64, text: &str) -> Result<Imported, String> {
             }
             Ok(Imported::Event(ImportedEvent {
                 position: line.position.ok_or_else(|| missing("position"))?,
-                event_type: line.event_type.clone().ok_or_else(|| missing("type"))?,
+                event_type: match line.event_type.clone() {
+                    Some(name) => name,
+                    None => document_type(line.event.as_deref()).ok_or_else(|| missing("type"))?,
+                },
                 metadata: line
                     .metadata
                     .clone()
@@ -156,4 +159,15 @@ pub fn parse(number: u64, text: &str) -> Result<Imported, String> {
             }))
         }
     }
+}
+
+/// The `type` of an event document, for a line that does not repeat it.
+fn document_type(event: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        event_type: String,
+    }
+    let typed: Typed = serde_json::from_str(event?.get()).ok()?;
+    Some(typed.event_type)
 }

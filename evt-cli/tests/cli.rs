@@ -485,12 +485,13 @@ async fn import_append_adds_to_a_store() {
     seed(&sqlite(&path).await).await;
     let url = url_of(&path);
     let lines = concat!(
-        r#"{"kind":"event","stream":"orders","aggregateId":"o1","version":1,"position":1,"type":"placed","event":{"type":"placed"}}"#,
+        r#"{"kind":"event","stream":"orders","aggregateId":"o1","version":1,"position":1,"event":{"type":"placed"}}"#,
         "\n",
         r#"{"kind":"event","stream":"departments","aggregateId":"d2","version":2,"position":2,"type":"departmentDeleted","event":{"type":"departmentDeleted"}}"#,
         "\n"
     );
     ok(&["--url", &url, "import", "--append"], lines.as_bytes());
+    assert!(ok(&["--url", &url, "show", "orders", "o1"], b"").starts_with("1  placed  "));
     let shown = ok(&["--url", &url, "show", "departments", "d2"], b"");
     assert!(
         shown
