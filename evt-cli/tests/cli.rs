@@ -358,6 +358,39 @@ async fn moving_a_bookmark_back_asks_on_a_terminal() {
 }
 
 #[tokio::test]
+async fn export_and_import_draw_a_progress_bar_on_a_terminal() {
+    let (_dir, path) = sqlite_file();
+    seed(&sqlite(&path).await).await;
+    let (_copy_dir, copy) = sqlite_file();
+    ok(&["--url", &url_of(&copy), "migrate"], b"");
+    let pipeline = format!(
+        "{evt} --url '{}' export | {evt} --url '{}' import",
+        path.display(),
+        copy.display(),
+        evt = env!("CARGO_BIN_EXE_evt")
+    );
+    let output = Command::new("script")
+        .args(["-qec", &pipeline, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run `script` (util-linux) to give evt a terminal");
+    let screen = text(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(
+        screen.contains("exported 6 events of 2 streams and 2 bookmarks"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("imported 6 events and 2 bookmarks"),
+        "{screen}"
+    );
+    assert_eq!(
+        contents(&sqlite(&copy).await).await,
+        contents(&sqlite(&path).await).await
+    );
+}
+
+#[tokio::test]
 async fn no_store_is_a_usage_error() {
     let output = evt(&["status"], b"");
     assert_eq!(output.status.code(), Some(2));
@@ -535,9 +568,21 @@ async fn status_reports_bookmarks_and_streams() {
             ],
         })
     );
+    let provider = sqlite(&path).await;
+    let lease = evt_core::Lease::default().granted_to("host-a/412");
+    assert!(
+        provider
+            .swap_lease("projection-b", &evt_core::Lease::default(), &lease)
+            .await
+            .unwrap()
+    );
     let human = ok(&["--url", &url, "status"], b"");
     assert!(
-        human.contains("projection-a  position 3  lag 3 events"),
+        human.contains("projection-a  position 3  lag 3 events\n"),
+        "{human}"
+    );
+    assert!(
+        human.contains("projection-b  position 6  lag 0 events  leased by host-a/412"),
         "{human}"
     );
     assert!(
@@ -564,13 +609,17 @@ async fn tail_prints_events_as_they_come() {
         "{from_start}"
     );
 
-    let child = Command::new(env!("CARGO_BIN_EXE_evt"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evt"))
         .args(["--url", &url, "tail", "--json", "--count", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Append once it says where it starts.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut started = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut started).unwrap();
+    assert_eq!(started, "evt: tailing every stream after position 6\n");
     provider
         .append(
             "departments",
@@ -584,8 +633,16 @@ async fn tail_prints_events_as_they_come() {
         )
         .await
         .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("evt tail did not print the new event within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success());
     let line: Value = serde_json::from_str(text(&output.stdout).trim()).unwrap();
     assert_eq!(line["aggregateId"], "d3");
 }

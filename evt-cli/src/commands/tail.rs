@@ -51,6 +51,15 @@ pub async fn run(store: &Store, args: Args) -> Result<(), Failure> {
             provider.last_checkpoint(&all).await?
         }
     };
+    eprintln!(
+        "evt: tailing {} after position {}",
+        if given.is_empty() {
+            "every stream".to_owned()
+        } else {
+            given.join(", ")
+        },
+        from.position
+    );
     let mut printed = 0u64;
     let limit = provider.page_size().max(1);
     let mut out = std::io::stdout().lock();
