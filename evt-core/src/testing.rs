@@ -421,11 +421,12 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 // The scenarios.
 
-/// `streams`, `bookmarks`, `stream_summary` and `count_after` list and count what is stored.
+/// `streams`, `bookmarks`, `stream_summary` and `count_after` list and count what is stored
+/// (beside what a factory may have stored first, e.g. evtstore's departments).
 pub async fn listing_streams_and_bookmarks(factory: &impl Factory) {
     let provider = factory.provider(2).await;
-    assert!(provider.streams().await.unwrap().is_empty());
-    assert!(provider.bookmarks().await.unwrap().is_empty());
+    let streams_before = provider.streams().await.unwrap();
+    let bookmarks_before = provider.bookmarks().await.unwrap();
     let event =
         |n: u32| NewEvent::from_value("incremented", &json!({"type": "incremented", "by": n}));
     let a = provider
@@ -440,7 +441,11 @@ pub async fn listing_streams_and_bookmarks(factory: &impl Factory) {
         .append("examples", "b", 0, &[event(4)], None)
         .await
         .unwrap();
-    assert_eq!(provider.streams().await.unwrap(), ["examples", "others"]);
+    let mut streams = streams_before;
+    streams.extend(["examples".to_owned(), "others".to_owned()]);
+    streams.sort();
+    streams.dedup();
+    assert_eq!(provider.streams().await.unwrap(), streams);
     let summary = |stream: &'static str| {
         let provider = provider.clone();
         async move {
@@ -469,10 +474,10 @@ pub async fn listing_streams_and_bookmarks(factory: &impl Factory) {
             &Lease::default().granted_to("holder"),
         )
         .await;
-    assert_eq!(
-        provider.bookmarks().await.unwrap(),
-        [("a-first".to_owned(), 0), ("z-last".to_owned(), 3)]
-    );
+    let mut bookmarks = bookmarks_before;
+    bookmarks.extend([("a-first".to_owned(), 0), ("z-last".to_owned(), 3)]);
+    bookmarks.sort();
+    assert_eq!(provider.bookmarks().await.unwrap(), bookmarks);
 }
 
 /// Appending returns the stored events with versions and increasing positions; reads find them.
