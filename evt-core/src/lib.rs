@@ -103,7 +103,9 @@ pub use event::Event;
 pub use handler::{DEFAULT_LEASE_TIME, DEFAULT_POLL_INTERVAL, Handler, HandlerOptions, Projection};
 pub use memory::{DEFAULT_LIMIT, MemoryProvider};
 pub use metadata::Metadata;
-pub use provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+pub use provider::{
+    Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent, StreamSummary,
+};
 pub use upcast::Upcasters;
 
 /// Marks an event enum: one struct per variant, stored as evtstore stores events.

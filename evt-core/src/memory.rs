@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::provider::{Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent};
+use crate::provider::{
+    Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent, StreamSummary,
+};
 
 /// Maps keyed by stream and aggregate id: a fast hash (foldhash), since a command looks up
 /// several and the keys are the application's own.
@@ -294,6 +296,50 @@ impl Provider for MemoryProvider {
             .snapshots
             .get(&(stream.to_owned(), aggregate_id.to_owned()))
             .cloned())
+    }
+
+    async fn streams(&self) -> Result<Vec<String>, Error> {
+        let state = self.read();
+        let mut names: Vec<String> = state
+            .streams
+            .iter()
+            .filter(|(_, indexes)| !indexes.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn bookmarks(&self) -> Result<Vec<(String, u64)>, Error> {
+        let mut bookmarks: Vec<(String, u64)> = self
+            .read()
+            .bookmarks
+            .iter()
+            .map(|(name, position)| (name.clone(), *position))
+            .collect();
+        bookmarks.sort();
+        Ok(bookmarks)
+    }
+
+    async fn stream_summary(&self, stream: &str) -> Result<StreamSummary, Error> {
+        let state = self.read();
+        let aggregates = state.aggregates.get(stream).map_or(0, |ids| {
+            ids.values().filter(|indexes| !indexes.is_empty()).count()
+        });
+        let events = state.streams.get(stream).map_or(0, Vec::len);
+        Ok(StreamSummary::new(aggregates as u64, events as u64))
+    }
+
+    async fn count_after(&self, streams: &[&str], after: u64) -> Result<u64, Error> {
+        let mut streams = streams.to_vec();
+        streams.sort_unstable();
+        streams.dedup();
+        let state = self.read();
+        Ok(state
+            .stream_tails(&streams, after)
+            .iter()
+            .map(|tail| tail.len() as u64)
+            .sum())
     }
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {

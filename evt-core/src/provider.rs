@@ -305,6 +305,36 @@ impl Lease {
     }
 }
 
+/// What a stream holds: how many aggregates and events ([`Provider::stream_summary`]).
+///
+/// ```
+/// let summary = evt_core::StreamSummary::new(2, 7);
+/// assert_eq!((summary.aggregates, summary.events), (2, 7));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamSummary {
+    /// The number of aggregates with at least one event in the stream.
+    pub aggregates: u64,
+    /// The number of events in the stream.
+    pub events: u64,
+}
+
+impl StreamSummary {
+    /// A stream of `aggregates` aggregates holding `events` events.
+    pub fn new(aggregates: u64, events: u64) -> StreamSummary {
+        StreamSummary { aggregates, events }
+    }
+}
+
+fn no_listing(what: &str) -> Error {
+    Error::provider(
+        format!("list the {what} of the store"),
+        "this provider does not implement it (`Provider::streams`, `Provider::bookmarks` and \
+         `Provider::stream_summary` are optional)",
+    )
+}
+
 fn no_leases(bookmark: &str) -> Error {
     Error::provider(
         format!("lease bookmark `{bookmark}`"),
@@ -506,6 +536,48 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<bool, Error> {
         let _ = (checkpoint, lease);
         Err(no_leases(bookmark))
+    }
+
+    /// The names of the streams that hold at least one event, sorted: what a tool that reads the
+    /// whole store (an export, a status report) goes through.
+    ///
+    /// Optional: by default a provider cannot list them and says so.
+    async fn streams(&self) -> Result<Vec<String>, Error> {
+        Err(no_listing("streams"))
+    }
+
+    /// Every stored bookmark with its position, sorted by name (a bookmark that only has a
+    /// lease, and no position yet, is not listed).
+    ///
+    /// Optional: by default a provider cannot list them and says so.
+    async fn bookmarks(&self) -> Result<Vec<(String, u64)>, Error> {
+        Err(no_listing("bookmarks"))
+    }
+
+    /// How many aggregates and events `stream` holds (zero for a stream with no event).
+    ///
+    /// Optional: by default a provider cannot count them and says so.
+    async fn stream_summary(&self, stream: &str) -> Result<StreamSummary, Error> {
+        let _ = stream;
+        Err(no_listing("aggregates and events of a stream"))
+    }
+
+    /// How many events of the given streams have a position above `after`: how far a bookmark
+    /// at `after` is behind.
+    ///
+    /// By default: pages of [`Provider::events_from`], counted; a provider that can count in one
+    /// query does so.
+    async fn count_after(&self, streams: &[&str], after: u64) -> Result<u64, Error> {
+        let limit = self.page_size().max(1);
+        let (mut after, mut count) = (after, 0);
+        loop {
+            let page = self.events_from(streams, after, limit).await?;
+            count += page.len() as u64;
+            match page.last() {
+                Some(last) if page.len() == limit => after = last.meta.position,
+                _ => return Ok(count),
+            }
+        }
     }
 
     /// A signal that changes after each append made through this provider value, so that a

@@ -83,7 +83,8 @@ macro_rules! provider_tests {
             one_started_handler_holds_the_lease,
             waiting_until_a_handler_handled_a_command,
             metadata_beside_events,
-            upcasting_old_events
+            upcasting_old_events,
+            listing_streams_and_bookmarks
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -419,6 +420,65 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 // ---------------------------------------------------------------------------------------------
 // The scenarios.
+
+/// `streams`, `bookmarks`, `stream_summary` and `count_after` list and count what is stored
+/// (beside what a factory may have stored first, e.g. evtstore's departments).
+pub async fn listing_streams_and_bookmarks(factory: &impl Factory) {
+    let provider = factory.provider(2).await;
+    let streams_before = provider.streams().await.unwrap();
+    let bookmarks_before = provider.bookmarks().await.unwrap();
+    let event =
+        |n: u32| NewEvent::from_value("incremented", &json!({"type": "incremented", "by": n}));
+    let a = provider
+        .append("examples", "a", 0, &[event(1), event(2)], None)
+        .await
+        .unwrap();
+    provider
+        .append("others", "x", 0, &[event(3)], None)
+        .await
+        .unwrap();
+    provider
+        .append("examples", "b", 0, &[event(4)], None)
+        .await
+        .unwrap();
+    let mut streams = streams_before;
+    streams.extend(["examples".to_owned(), "others".to_owned()]);
+    streams.sort();
+    streams.dedup();
+    assert_eq!(provider.streams().await.unwrap(), streams);
+    let summary = |stream: &'static str| {
+        let provider = provider.clone();
+        async move {
+            let summary = provider.stream_summary(stream).await.unwrap();
+            (summary.aggregates, summary.events)
+        }
+    };
+    assert_eq!(summary("examples").await, (2, 3));
+    assert_eq!(summary("others").await, (1, 1));
+    assert_eq!(summary("missing").await, (0, 0));
+    let count = |streams: &'static [&'static str], after: u64| {
+        let provider = provider.clone();
+        async move { provider.count_after(streams, after).await.unwrap() }
+    };
+    assert_eq!(count(&["examples", "others"], 0).await, 4);
+    assert_eq!(count(&["examples", "examples"], 0).await, 3);
+    assert_eq!(count(&["examples"], a[1].meta.position).await, 1);
+    assert_eq!(count(&[], 0).await, 0);
+    provider.set_position("z-last", 3).await.unwrap();
+    provider.set_position("a-first", 0).await.unwrap();
+    // A bookmark that only has a lease has no position: not listed (where leases are kept).
+    let _ = provider
+        .swap_lease(
+            "leased-only",
+            &Lease::default(),
+            &Lease::default().granted_to("holder"),
+        )
+        .await;
+    let mut bookmarks = bookmarks_before;
+    bookmarks.extend([("a-first".to_owned(), 0), ("z-last".to_owned(), 3)]);
+    bookmarks.sort();
+    assert_eq!(provider.bookmarks().await.unwrap(), bookmarks);
+}
 
 /// Appending returns the stored events with versions and increasing positions; reads find them.
 pub async fn append_returns_stored_events(factory: &impl Factory) {

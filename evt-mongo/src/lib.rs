@@ -136,7 +136,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evt_core::__private::util::redact_url;
-use evt_core::{Checkpoint, Error, Lease, NewEvent, Provider, Snapshot, StoredEvent};
+use evt_core::{
+    Checkpoint, Error, Lease, NewEvent, Provider, Snapshot, StoredEvent, StreamSummary,
+};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
@@ -483,6 +485,90 @@ impl Provider for MongoProvider {
     /// By position, as evtstore reads: an event that commits late, below a position already
     /// read, is not found by a later read after that position. Handlers use
     /// [`Provider::read_after`], which finds it.
+    async fn streams(&self) -> Result<Vec<String>, Error> {
+        let operation = || format!("list the streams of `{}`", self.events.name());
+        let values = self
+            .events
+            .distinct("stream", doc! {})
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        let mut names = values
+            .into_iter()
+            .map(|value| match value {
+                Bson::String(name) => Ok(name),
+                other => Err(format!("a `stream` is not a string: {other}")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| Error::provider(operation(), problem))?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn bookmarks(&self) -> Result<Vec<(String, u64)>, Error> {
+        let operation = || format!("list the bookmarks of `{}`", self.bookmarks.name());
+        let documents: Vec<Document> = self
+            .bookmarks
+            .find(doc! {"position": {"$exists": true}})
+            .sort(doc! {"bookmark": 1})
+            .projection(doc! {"bookmark": 1, "position": 1})
+            .await
+            .map_err(|e| failed(operation(), e))?
+            .try_collect()
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        documents
+            .iter()
+            .map(|document| {
+                let name = document
+                    .get_str("bookmark")
+                    .map_err(|_| "a bookmark document has no string `bookmark`".to_owned())?;
+                Ok((name.to_owned(), read_position(document, "position")?))
+            })
+            .collect::<Result<_, String>>()
+            .map_err(|problem| Error::provider(operation(), problem))
+    }
+
+    async fn stream_summary(&self, stream: &str) -> Result<StreamSummary, Error> {
+        let operation = || format!("count the aggregates and events of stream `{stream}`");
+        let events = self
+            .events
+            .count_documents(doc! {"stream": stream})
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        let counted: Vec<Document> = self
+            .events
+            .aggregate([
+                doc! {"$match": {"stream": stream}},
+                doc! {"$group": {"_id": "$aggregateId"}},
+                doc! {"$count": "aggregates"},
+            ])
+            .await
+            .map_err(|e| failed(operation(), e))?
+            .try_collect()
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        let aggregates = match counted.first() {
+            Some(document) => integer(document, "aggregates")
+                .map_err(|problem| Error::provider(operation(), problem))?,
+            None => 0,
+        };
+        Ok(StreamSummary::new(aggregates, events))
+    }
+
+    async fn count_after(&self, streams: &[&str], after: u64) -> Result<u64, Error> {
+        self.events
+            .count_documents(
+                doc! {"stream": {"$in": streams}, "position": {"$gt": timestamp(after)}},
+            )
+            .await
+            .map_err(|e| {
+                failed(
+                    format!("count events of {streams:?} after position {after}"),
+                    e,
+                )
+            })
+    }
+
     async fn events_from(
         &self,
         streams: &[&str],

@@ -156,6 +156,7 @@ use async_trait::async_trait;
 use evt_core::__private::util::{self, redact_url};
 use evt_core::{
     Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
+    StreamSummary,
 };
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -216,6 +217,10 @@ struct Sql {
     take_free_lease: String,
     swap_lease: String,
     set_position_leased: String,
+    streams: String,
+    bookmarks: String,
+    summary: String,
+    count_after: String,
 }
 
 /// The columns of an event row, read the same from every column type evt and evtstore use
@@ -292,6 +297,16 @@ impl Sql {
                    WHERE bookmark = $1 AND holder = $3 AND epoch = $4 FOR SHARE) \
                  INSERT INTO {bookmarks} (bookmark, position) SELECT $1, $2 FROM held \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
+            ),
+            streams: format!("SELECT DISTINCT stream FROM {events} ORDER BY stream"),
+            bookmarks: format!(
+                "SELECT bookmark, position::bigint FROM {bookmarks} ORDER BY bookmark"
+            ),
+            summary: format!(
+                "SELECT count(DISTINCT aggregate_id), count(*) FROM {events} WHERE stream = $1"
+            ),
+            count_after: format!(
+                "SELECT count(*) FROM {events} WHERE stream = ANY($1) AND position > $2"
             ),
         }
     }
@@ -624,6 +639,57 @@ impl Provider for PostgresProvider {
                 )
             })?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn streams(&self) -> Result<Vec<String>, Error> {
+        sqlx::query_scalar(&self.sql.streams)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(format!("list the streams of `{}`", self.events.given), e))
+    }
+
+    async fn bookmarks(&self) -> Result<Vec<(String, u64)>, Error> {
+        let operation = || format!("list the bookmarks of `{}`", self.bookmarks.given);
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.sql.bookmarks)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(operation(), e))?;
+        rows.into_iter()
+            .map(|(name, position)| Ok((name, non_negative(position, "position")?)))
+            .collect::<Result<_, String>>()
+            .map_err(|problem| Error::provider(operation(), problem))
+    }
+
+    async fn stream_summary(&self, stream: &str) -> Result<StreamSummary, Error> {
+        let (aggregates, events): (i64, i64) = sqlx::query_as(&self.sql.summary)
+            .bind(stream)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                classify(
+                    format!("count the aggregates and events of stream `{stream}`"),
+                    e,
+                )
+            })?;
+        Ok(StreamSummary::new(
+            aggregates.unsigned_abs(),
+            events.unsigned_abs(),
+        ))
+    }
+
+    async fn count_after(&self, streams: &[&str], after: u64) -> Result<u64, Error> {
+        let count: i64 = sqlx::query_scalar(&self.sql.count_after)
+            .bind(streams)
+            .bind(to_i64(after, "position")?)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                classify(
+                    format!("count events of {streams:?} after position {after}"),
+                    e,
+                )
+            })?;
+        Ok(count.unsigned_abs())
     }
 
     async fn events_from(

@@ -114,6 +114,7 @@ use evt_core::__private::util;
 use evt_core::chrono::DateTime;
 use evt_core::{
     Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
+    StreamSummary,
 };
 use serde_json::value::RawValue;
 use sqlx::Row;
@@ -175,6 +176,9 @@ struct Sql {
     take_free_lease: String,
     swap_lease: String,
     set_position_leased: String,
+    streams: String,
+    bookmarks: String,
+    summary: String,
 }
 
 impl Sql {
@@ -225,7 +229,21 @@ impl Sql {
                  SELECT ?1, ?2 FROM {leases} WHERE bookmark = ?1 AND holder = ?3 AND epoch = ?4 \
                  ON CONFLICT (bookmark) DO UPDATE SET position = excluded.position"
             ),
+            streams: format!("SELECT DISTINCT stream FROM {events} ORDER BY stream"),
+            bookmarks: format!("SELECT bookmark, position FROM {bookmarks} ORDER BY bookmark"),
+            summary: format!(
+                "SELECT count(DISTINCT aggregate_id), count(*) FROM {events} WHERE stream = ?"
+            ),
         }
+    }
+
+    /// How many events of `count` streams lie after a position. Binds each stream, then `after`.
+    fn count_after(events: &str, count: usize) -> String {
+        let streams = vec!["?"; count].join(", ");
+        format!(
+            "SELECT count(*) FROM {} WHERE stream IN ({streams}) AND position > ?",
+            quoted(events)
+        )
     }
 
     /// Events of `count` streams after a position, by position: each stream's index run, cut to
@@ -812,6 +830,61 @@ impl Provider for SqliteProvider {
             .await
             .map_err(|e| failed(operation(), e))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn streams(&self) -> Result<Vec<String>, Error> {
+        sqlx::query_scalar(&self.sql.streams)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| failed(format!("list the streams of `{}`", self.events), e))
+    }
+
+    async fn bookmarks(&self) -> Result<Vec<(String, u64)>, Error> {
+        let operation = || format!("list the bookmarks of `{}`", self.bookmarks);
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.sql.bookmarks)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        rows.into_iter()
+            .map(|(name, position)| Ok((name, non_negative(position, "position")?)))
+            .collect::<Result<_, String>>()
+            .map_err(|problem| Error::provider(operation(), problem))
+    }
+
+    async fn stream_summary(&self, stream: &str) -> Result<StreamSummary, Error> {
+        let operation = || format!("count the aggregates and events of stream `{stream}`");
+        let (aggregates, events): (i64, i64) = sqlx::query_as(&self.sql.summary)
+            .bind(stream)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| failed(operation(), e))?;
+        Ok(StreamSummary::new(
+            aggregates.unsigned_abs(),
+            events.unsigned_abs(),
+        ))
+    }
+
+    async fn count_after(&self, streams: &[&str], after: u64) -> Result<u64, Error> {
+        let streams = distinct(streams);
+        if streams.is_empty() {
+            return Ok(0);
+        }
+        let sql = Sql::count_after(&self.events, streams.len());
+        let mut query = sqlx::query_scalar(&sql);
+        for stream in &streams {
+            query = query.bind(*stream);
+        }
+        let count: i64 = query
+            .bind(bound(after))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                failed(
+                    format!("count events of {streams:?} after position {after}"),
+                    e,
+                )
+            })?;
+        Ok(count.unsigned_abs())
     }
 
     async fn events_from(
