@@ -201,3 +201,19 @@ pub(crate) fn text(tokens: &impl quote::ToTokens) -> String {
         .replace(' ', "")
         .replace(',', ", ")
 }
+
+/// `E` of a written `Result<T, E>`, read from the tokens; `None` for another spelling (an
+/// alias), where generated code asks a trait instead.
+pub(crate) fn error_type(output: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = output else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (last.ident == "Result", args.args.len(), args.args.last()) {
+        (true, 2, Some(syn::GenericArgument::Type(error))) => Some(error),
+        _ => None,
+    }
+}

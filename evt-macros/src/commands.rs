@@ -46,7 +46,7 @@ fn shape(sig: &syn::Signature, name: &str) -> String {
         _ => args::pascal_case(&sig.ident.to_string()),
     };
     let output = match &sig.output {
-        syn::ReturnType::Type(_, ty) if error_type(ty).is_some() => args::text(ty),
+        syn::ReturnType::Type(_, ty) if args::error_type(ty).is_some() => args::text(ty),
         _ => format!("Result<{name}Event, String>"),
     };
     format!(
@@ -342,22 +342,6 @@ fn check<'a>(
     commands
 }
 
-/// `E` of a handler's `Result<T, E>`, read from the tokens; `None` for another spelling (an alias),
-/// where the generated code asks the `Decision` trait instead.
-fn error_type(output: &syn::Type) -> Option<&syn::Type> {
-    let syn::Type::Path(path) = output else {
-        return None;
-    };
-    let last = path.path.segments.last()?;
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match (last.ident == "Result", args.args.len(), args.args.last()) {
-        (true, 2, Some(syn::GenericArgument::Type(error))) => Some(error),
-        _ => None,
-    }
-}
-
 /// Replaces `Self` with the aggregate type, for types copied from the handlers into the client.
 fn replace_self(tokens: TokenStream, self_ty: &syn::Type) -> TokenStream {
     tokens
@@ -401,7 +385,7 @@ fn generate(args: &Args, input: &ItemImpl, commands: &[Command<'_>]) -> TokenStr
             let ty = command.output;
             replace_self(quote!(#ty), self_ty)
         };
-        let error = match error_type(command.output) {
+        let error = match args::error_type(command.output) {
             Some(error) => replace_self(quote!(#error), self_ty),
             None => quote! {
                 <#output as #krate::__private::Decision<<#self_ty as #krate::Aggregate>::Event>>::Error

@@ -423,7 +423,7 @@ fn handler_error<'a>(handle: &Handle<'a>) -> Option<&'a syn::Type> {
     let syn::ReturnType::Type(_, output) = &handle.method.sig.output else {
         return None;
     };
-    let error = error_type(output)?;
+    let error = args::error_type(output)?;
     let mentions_self = quote!(#error)
         .to_string()
         .split(|c: char| !c.is_alphanumeric() && c != '_')
@@ -474,20 +474,5 @@ fn box_error(krate: &TokenStream, projection: &str, handle: &Handle<'_>) -> Toke
     let check = error_check_name(projection, handle);
     quote! {
         #krate::__private::box_error::<<#krate::__private::Checked<#error, #check> as #krate::__private::Pass>::Out>
-    }
-}
-
-/// `E` of `Result<T, E>`, read from the tokens.
-fn error_type(output: &syn::Type) -> Option<&syn::Type> {
-    let syn::Type::Path(path) = output else {
-        return None;
-    };
-    let last = path.path.segments.last()?;
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match (last.ident == "Result", args.args.len(), args.args.last()) {
-        (true, 2, Some(syn::GenericArgument::Type(error))) => Some(error),
-        _ => None,
     }
 }
