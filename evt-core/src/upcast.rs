@@ -26,7 +26,9 @@ type Upcast = dyn Fn(Value) -> Result<Value, BoxError> + Send + Sync;
 /// (loading an aggregate, including after a snapshot whose version changed, and handlers), on
 /// the events of that stream and type only; the stored events are never rewritten. When the
 /// new document's `type` is another type with upcasters of its own, those run next, so a chain
-/// `v1 → v2 → v3` is one upcaster per step. An event type without upcasters costs one map lookup.
+/// `v1 → v2 → v3` is one upcaster per step. (Within one type's list, an upcaster that renames
+/// the type still hands its document to the list's next upcasters, then the new type's run.)
+/// An event type without upcasters costs one map lookup.
 ///
 /// An upcaster sees every stored event of its type, old and new: it must recognise the old
 /// shape (a missing field, a field under its old name) and leave the new one as it is. Where
@@ -131,9 +133,7 @@ impl Upcasters {
                 _ => {
                     let data = serde_json::value::to_raw_value(&value)
                         .map_err(|e| failed(&event_type, e.into()))?;
-                    let mut upcast = event.clone();
-                    upcast.event_type = event_type;
-                    upcast.data = data;
+                    let upcast = StoredEvent::new(event.meta.clone(), event_type, data);
                     return Ok(Cow::Owned(upcast));
                 }
             }
