@@ -82,6 +82,7 @@ mod command;
 mod domain;
 mod error;
 mod event;
+mod group;
 mod handler;
 mod lease;
 mod memory;
@@ -216,6 +217,7 @@ pub mod __private {
     //! themselves. Not part of the public API: it changes without notice.
     pub use crate::command::Commands;
     pub use crate::event::{Decision, EventOf, EventStream, EventVariant, IntoEvents};
+    pub use crate::group::Batcher;
     /// Helpers for provider implementations.
     pub mod util {
         pub use crate::util::*;

@@ -1,7 +1,7 @@
-//! Requests that arrive together go to the server together: one-event appends (group commit) and
-//! aggregate loads. A request that arrives while a batch of its kind is on its way waits for it
-//! and then goes with the others that waited, in one command; a lone request goes at once,
-//! alone, as it would without grouping.
+//! Requests that arrive together go to the server together, through evt-core's `Batcher` (a
+//! request that arrives while a batch of its kind is on its way waits for it and then goes with
+//! the others that waited, in one command; a lone request goes at once): one-event appends
+//! (group commit) and aggregate loads.
 //!
 //! - Inserts go as one unordered `insertMany` under the appends' write concern: concurrent
 //!   commands share a round trip and the server's journal write. Each document keeps its own
@@ -14,10 +14,10 @@
 //!   version, from a snapshot or a cached aggregate, reads on its own: the SecantusDB server
 //!   plans `$in` with a version bound as a scan.)
 
-use std::future::Future;
 use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use evt_core::__private::Batcher;
 use futures_util::StreamExt;
 use mongodb::Collection;
 use mongodb::bson::{self, Document, doc};
@@ -35,117 +35,6 @@ const MAX_BATCH: usize = 1_000;
 /// it into several messages (their limit is 48 MB), which would make a failed batch partly
 /// stored; a larger document goes alone.
 const MAX_BATCH_BYTES: usize = 8 << 20;
-
-/// A queue of requests and whether a task is sending them.
-struct Batcher<R> {
-    queue: Mutex<Queue<R>>,
-}
-
-struct Queue<R> {
-    /// Each request with its size in bytes (0 where sizes do not matter).
-    pending: Vec<(R, usize)>,
-    /// Whether a task is sending batches (and will take what is pending).
-    sending: bool,
-}
-
-impl<R> Batcher<R> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<R>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl<R: Send + 'static> Batcher<R> {
-    fn new() -> Self {
-        Batcher {
-            queue: Mutex::new(Queue {
-                pending: Vec::new(),
-                sending: false,
-            }),
-        }
-    }
-
-    fn pending(&self) -> usize {
-        self.lock().pending.len()
-    }
-
-    /// Queues `request`; unless a task is sending already, starts one that sends what is
-    /// pending, batch after batch (`send`), until nothing is. The task is the caller's only when
-    /// it starts; a caller that stops waiting never strands the others. Answers travel in the
-    /// requests (their channels).
-    fn submit<F, Fut>(self: &Arc<Self>, request: R, bytes: usize, send: F)
-    where
-        F: Fn(Vec<R>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let start = {
-            let mut queue = self.lock();
-            queue.pending.push((request, bytes));
-            !mem::replace(&mut queue.sending, true)
-        };
-        if start {
-            // Made before the task, so that a task dropped before it first runs (or a spawn
-            // that fails) still lets the next request start another.
-            let sending = Sending {
-                batcher: self.clone(),
-                done: false,
-            };
-            tokio::spawn(sending.send_batches(send));
-        }
-    }
-}
-
-/// The task sending batches. Dropped before it is done (its runtime shut down mid-batch), it
-/// drops the waiting requests (their callers see their channels close) and lets the next
-/// request start a new task.
-struct Sending<R> {
-    batcher: Arc<Batcher<R>>,
-    done: bool,
-}
-
-impl<R> Sending<R> {
-    async fn send_batches<F, Fut>(mut self, send: F)
-    where
-        F: Fn(Vec<R>) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        loop {
-            let batch = {
-                let mut queue = self.batcher.lock();
-                if queue.pending.is_empty() {
-                    queue.sending = false;
-                    self.done = true;
-                    return;
-                }
-                // At most `MAX_BATCH` requests and `MAX_BATCH_BYTES`, at least one.
-                let mut total = 0;
-                let at = queue
-                    .pending
-                    .iter()
-                    .take(MAX_BATCH)
-                    .position(|(_, bytes)| {
-                        total += bytes;
-                        total > MAX_BATCH_BYTES
-                    })
-                    .unwrap_or(queue.pending.len().min(MAX_BATCH))
-                    .max(1);
-                let rest = queue.pending.split_off(at);
-                mem::replace(&mut queue.pending, rest)
-            };
-            send(batch.into_iter().map(|(request, _)| request).collect()).await;
-        }
-    }
-}
-
-impl<R> Drop for Sending<R> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut queue = self.batcher.lock();
-        queue.pending.clear();
-        queue.sending = false;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Inserts
@@ -186,7 +75,7 @@ impl InsertGroup {
         Arc::new(InsertGroup {
             events,
             write_concern,
-            batcher: Arc::new(Batcher::new()),
+            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES)),
         })
     }
 
@@ -341,7 +230,7 @@ impl LoadGroup {
     pub(crate) fn new(events: Collection<Document>) -> Arc<Self> {
         Arc::new(LoadGroup {
             events,
-            batcher: Arc::new(Batcher::new()),
+            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES)),
         })
     }
 
