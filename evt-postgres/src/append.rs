@@ -1,15 +1,30 @@
 //! Appends: one statement under the events table's lock, and, when the connection fails after
 //! the statement was sent, settling whether it was stored.
+//!
+//! Group commit: appends that arrive while another is on its way to the server wait for it, then
+//! go together, in one statement (evt-core's `Batcher`): one round trip, one turn of the table's
+//! lock and one commit for all of them. The statement checks each aggregate's version and inserts
+//! every append that is still valid; one that lost its race gets no rows, so only its own caller
+//! sees a conflict. A lone append goes at once in the one-append statement, as without grouping.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evt_core::__private::util;
+use evt_core::__private::{Batcher, util};
+use evt_core::chrono::{DateTime, Utc};
 use evt_core::{Error, Meta, NewEvent, Snapshot, StoredEvent};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgPool, PgRow};
+use tokio::sync::oneshot;
 
-use crate::{PostgresProvider, non_negative, to_i64};
+use crate::{PostgresProvider, Sql, non_negative, to_i64};
+
+/// At most this many appends go in one statement; the rest wait for the next.
+const MAX_BATCH: usize = 256;
+
+/// At most this many bytes of events go in one statement; a larger append goes alone.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// How long an append whose connection failed keeps trying to find out whether it was stored
 /// (the server may be restarting) before it reports [`Error::AppendUnknown`], unless
@@ -83,66 +98,75 @@ impl PostgresProvider {
             expected: expected_version,
         };
         let snapshot = snapshot.map(|snapshot| snapshot.to_json().to_string());
-        let append = Append {
-            stream,
-            aggregate_id,
+        let append = Arc::new(Append {
+            stream: stream.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
             expected_version: to_i64(expected_version, "version")?,
             timestamp: util::now(),
-            snapshot: snapshot.as_deref(),
-            data: events.iter().map(|event| event.data.get()).collect(),
+            snapshot,
+            data: events
+                .iter()
+                .map(|event| event.data.get().to_owned())
+                .collect(),
             metadata: events
                 .iter()
                 .map(|event| event.metadata.to_stored())
                 .collect(),
             id: util::append_id(),
+        });
+        let ran = match self.group.submit(&append).await {
+            Answer::Ran(ran) => ran,
+            Answer::RunAlone => self.group.run_append(&append).await,
+            Answer::NotSent(why) => return Err(Error::transient(operation(), why)),
+            Answer::Unsettled(why) => {
+                return self.settle_and_report(&append, events, why).await;
+            }
         };
-        let rows = match self.run_append(&append).await {
+        let rows = match ran {
             Ok(rows) if rows.is_empty() => return Err(conflict()),
             Ok(rows) => rows,
             Err(Failure::NotSent(error)) => return Err(Error::transient(operation(), error)),
             Err(Failure::Sent(error)) if is_unique_violation(&error) => return Err(conflict()),
             Err(Failure::Sent(error)) if outcome_unknown(&error) => {
-                tracing::warn!(
-                    stream,
-                    aggregate_id = %id,
-                    expected_version,
-                    %error,
-                    "the connection failed during an append; settling whether it was stored"
-                );
-                return match self.settle(&append).await {
-                    Settled::Stored(rows) => self.stored(stream, aggregate_id, events, &rows),
-                    Settled::Conflict => Err(conflict()),
-                    Settled::Unknown(why) => Err(Error::AppendUnknown {
-                        stream: stream.to_owned(),
-                        aggregate_id: aggregate_id.to_owned(),
-                        expected: expected_version,
-                        source: format!("{error}; {why}").into(),
-                    }),
-                };
+                return self
+                    .settle_and_report(&append, events, error.to_string())
+                    .await;
             }
             Err(Failure::Sent(error)) => return Err(classify(operation(), error)),
         };
         self.stored(stream, aggregate_id, events, &rows)
     }
 
-    /// Runs the append statement on a connection of its own.
-    async fn run_append(&self, append: &Append<'_>) -> Result<Vec<PgRow>, Failure> {
-        // Acquired first: a failure here sent nothing, so nothing was stored.
-        let mut connection = self.pool.acquire().await.map_err(Failure::NotSent)?;
-        sqlx::query(&self.sql.append)
-            .bind(&self.events.quoted)
-            .bind(append.stream)
-            .bind(append.aggregate_id)
-            .bind(append.expected_version)
-            .bind(append.timestamp)
-            .bind(append.snapshot)
-            .bind(append.data.len() as i64)
-            .bind(&append.data)
-            .bind(append.id)
-            .bind(&append.metadata)
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(Failure::Sent)
+    /// Settles an append whose connection failed after it was sent (`error`) and reports what
+    /// it found.
+    async fn settle_and_report(
+        &self,
+        append: &Append,
+        events: &[NewEvent],
+        error: String,
+    ) -> Result<Vec<Arc<StoredEvent>>, Error> {
+        let (stream, aggregate_id) = (&append.stream, &append.aggregate_id);
+        tracing::warn!(
+            stream,
+            aggregate_id = %util::display_id(aggregate_id),
+            expected_version = append.expected_version,
+            %error,
+            "the connection failed during an append; settling whether it was stored"
+        );
+        match self.settle(append).await {
+            Settled::Stored(rows) => self.stored(stream, aggregate_id, events, &rows),
+            Settled::Conflict => Err(Error::VersionConflict {
+                stream: stream.clone(),
+                aggregate_id: aggregate_id.clone(),
+                expected: append.expected_version as u64,
+            }),
+            Settled::Unknown(why) => Err(Error::AppendUnknown {
+                stream: stream.clone(),
+                aggregate_id: aggregate_id.clone(),
+                expected: append.expected_version as u64,
+                source: format!("{error}; {why}").into(),
+            }),
+        }
     }
 
     /// The stored events of an append, from its rows of `position, version, timestamp`.
@@ -193,7 +217,7 @@ impl PostgresProvider {
     /// commit (an earlier one still running on the server fails on the version), and the append
     /// id at the first version tells whose events are there. Tries again, with pauses, for up to
     /// the settle timeout while the server cannot be reached.
-    async fn settle(&self, append: &Append<'_>) -> Settled {
+    async fn settle(&self, append: &Append) -> Settled {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(20);
         loop {
@@ -214,8 +238,8 @@ impl PostgresProvider {
         }
     }
 
-    async fn settle_once(&self, append: &Append<'_>) -> Result<Settled, sqlx::Error> {
-        match self.run_append(append).await {
+    async fn settle_once(&self, append: &Append) -> Result<Settled, sqlx::Error> {
+        match self.group.run_append(append).await {
             Ok(rows) if !rows.is_empty() => return Ok(Settled::Stored(rows)),
             Ok(_) => {}
             Err(Failure::Sent(error)) if is_unique_violation(&error) => {}
@@ -226,8 +250,8 @@ impl PostgresProvider {
             Err(Failure::Sent(error)) => return Ok(Settled::Unknown(error.to_string())),
         }
         let rows = sqlx::query(&self.sql.settle)
-            .bind(append.stream)
-            .bind(append.aggregate_id)
+            .bind(&append.stream)
+            .bind(&append.aggregate_id)
             .bind(append.expected_version)
             .bind(append.data.len() as i64)
             .fetch_all(&self.pool)
@@ -246,20 +270,27 @@ impl PostgresProvider {
 }
 
 /// One append's statement parameters, kept to make it again when settling.
-struct Append<'a> {
-    stream: &'a str,
-    aggregate_id: &'a str,
+pub(crate) struct Append {
+    stream: String,
+    aggregate_id: String,
     expected_version: i64,
-    timestamp: evt_core::chrono::DateTime<evt_core::chrono::Utc>,
-    snapshot: Option<&'a str>,
-    data: Vec<&'a str>,
+    timestamp: DateTime<Utc>,
+    snapshot: Option<String>,
+    data: Vec<String>,
     /// Each event's metadata as stored (`None`: `NULL`).
     metadata: Vec<Option<String>>,
     id: i64,
 }
 
+impl Append {
+    fn bytes(&self) -> usize {
+        self.data.iter().map(String::len).sum::<usize>()
+            + self.snapshot.as_ref().map_or(0, String::len)
+    }
+}
+
 /// How the append statement failed.
-enum Failure {
+pub(crate) enum Failure {
     /// No connection: nothing was sent.
     NotSent(sqlx::Error),
     /// The statement was sent.
@@ -282,4 +313,192 @@ enum Settled {
     Conflict,
     /// Could not be told: the server stayed out of reach.
     Unknown(String),
+}
+
+/// What an append's batch gave it.
+pub(crate) enum Answer {
+    /// It went alone: the statement's own result.
+    Ran(Result<Vec<PgRow>, Failure>),
+    /// Its batch failed and stored nothing: it must be made again, alone (an error that
+    /// concerns it will then be its own).
+    RunAlone,
+    /// Its batch could not get a connection: nothing was sent.
+    NotSent(String),
+    /// The connection of its batch failed after the statement was sent: it may be stored.
+    Unsettled(String),
+}
+
+/// A waiting append and where its answer goes.
+struct Pending {
+    append: Arc<Append>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// The appends of one provider (and its clones) to one events table: the statements, the pool
+/// and the queue of appends waiting for a batch.
+pub(crate) struct AppendGroup {
+    pool: PgPool,
+    sql: Arc<Sql>,
+    /// The events table as the lock function reads it.
+    table: String,
+    batcher: Arc<Batcher<Pending>>,
+}
+
+impl std::fmt::Debug for AppendGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendGroup")
+            .field("table", &self.table)
+            .field("pending", &self.batcher.pending())
+            .finish()
+    }
+}
+
+impl AppendGroup {
+    pub(crate) fn new(pool: PgPool, sql: Arc<Sql>, table: String) -> Arc<Self> {
+        Arc::new(AppendGroup {
+            pool,
+            sql,
+            table,
+            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES)),
+        })
+    }
+
+    /// Makes `append`, alone or in one statement with the appends that wait beside it.
+    async fn submit(self: &Arc<Self>, append: &Arc<Append>) -> Answer {
+        let bytes = append.bytes();
+        if bytes > MAX_BATCH_BYTES {
+            return Answer::Ran(self.run_append(append).await);
+        }
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending {
+            append: append.clone(),
+            answer,
+        };
+        let group = self.clone();
+        self.batcher.submit(pending, bytes, move |batch| {
+            let group = group.clone();
+            async move { group.send(batch).await }
+        });
+        answered.await.unwrap_or_else(|_| {
+            Answer::Unsettled("its batch was abandoned (the runtime shut down)".to_owned())
+        })
+    }
+
+    /// One batch, in rounds of different aggregates: two appends to one aggregate never share a
+    /// statement (the second's expected version could only be checked after the first's insert).
+    async fn send(&self, batch: Vec<Pending>) {
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let mut aggregates = HashSet::new();
+            let mut ids = HashSet::new();
+            let (round, later): (Vec<Pending>, Vec<Pending>) = rest.into_iter().partition(|p| {
+                let append = &p.append;
+                aggregates.insert((append.stream.clone(), append.aggregate_id.clone()))
+                    & ids.insert(append.id)
+            });
+            self.send_round(round).await;
+            rest = later;
+        }
+    }
+
+    async fn send_round(&self, mut round: Vec<Pending>) {
+        if round.len() == 1 {
+            let pending = round.pop().expect("one append");
+            let ran = self.run_append(&pending.append).await;
+            // A caller that stopped waiting does not need its answer.
+            let _ = pending.answer.send(Answer::Ran(ran));
+            return;
+        }
+        tracing::trace!(appends = round.len(), "appending together");
+        match self.run_appends(&round).await {
+            Ok(rows) => {
+                let mut rows_of: Vec<Vec<PgRow>> = round.iter().map(|_| Vec::new()).collect();
+                for row in rows {
+                    let id: Option<i64> = row.try_get("append_id").ok();
+                    if let Some(at) = round.iter().position(|p| Some(p.append.id) == id) {
+                        rows_of[at].push(row);
+                    }
+                }
+                for (pending, rows) in round.into_iter().zip(rows_of) {
+                    let _ = pending.answer.send(Answer::Ran(Ok(rows)));
+                }
+            }
+            Err(failure) => {
+                let answer = |failure: &Failure| match failure {
+                    Failure::NotSent(error) => Answer::NotSent(error.to_string()),
+                    Failure::Sent(error) if outcome_unknown(error) => {
+                        Answer::Unsettled(error.to_string())
+                    }
+                    // The statement failed, and its transaction with it: nothing was stored.
+                    Failure::Sent(error) => {
+                        tracing::debug!(%error, "appending together failed; appending one by one");
+                        Answer::RunAlone
+                    }
+                };
+                for pending in round {
+                    let _ = pending.answer.send(answer(&failure));
+                }
+            }
+        }
+    }
+
+    /// Runs the one-append statement on a connection of its own.
+    pub(crate) async fn run_append(&self, append: &Append) -> Result<Vec<PgRow>, Failure> {
+        // Acquired first: a failure here sent nothing, so nothing was stored.
+        let mut connection = self.pool.acquire().await.map_err(Failure::NotSent)?;
+        sqlx::query(&self.sql.append)
+            .bind(&self.table)
+            .bind(&append.stream)
+            .bind(&append.aggregate_id)
+            .bind(append.expected_version)
+            .bind(append.timestamp)
+            .bind(&append.snapshot)
+            .bind(append.data.len() as i64)
+            .bind(&append.data)
+            .bind(append.id)
+            .bind(&append.metadata)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(Failure::Sent)
+    }
+
+    /// Runs the statement of several appends (to different aggregates) on a connection of its
+    /// own: rows of `append_id, position, version, timestamp`.
+    async fn run_appends(&self, round: &[Pending]) -> Result<Vec<PgRow>, Failure> {
+        let appends = || round.iter().map(|pending| &*pending.append);
+        let events = || appends().flat_map(|a| a.data.iter().zip(&a.metadata).map(move |e| (a, e)));
+        let mut ords = Vec::new();
+        for append in appends() {
+            ords.extend(1..=append.data.len() as i64);
+        }
+        let mut connection = self.pool.acquire().await.map_err(Failure::NotSent)?;
+        sqlx::query(&self.sql.append_many)
+            .bind(&self.table)
+            .bind(appends().map(|a| a.stream.as_str()).collect::<Vec<_>>())
+            .bind(
+                appends()
+                    .map(|a| a.aggregate_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(appends().map(|a| a.expected_version).collect::<Vec<_>>())
+            .bind(appends().map(|a| a.id).collect::<Vec<_>>())
+            .bind(appends().map(|a| a.snapshot.as_deref()).collect::<Vec<_>>())
+            .bind(appends().map(|a| a.data.len() as i64).collect::<Vec<_>>())
+            .bind(appends().map(|a| a.timestamp).collect::<Vec<_>>())
+            .bind(events().map(|(a, _)| a.id).collect::<Vec<_>>())
+            .bind(ords)
+            .bind(
+                events()
+                    .map(|(_, (data, _))| data.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events()
+                    .map(|(_, (_, metadata))| metadata.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(Failure::Sent)
+    }
 }

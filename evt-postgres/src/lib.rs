@@ -101,6 +101,14 @@
 //! passes an event that commits later. The price is that appends to one events table commit one
 //! at a time; the lock is held for one statement and its commit.
 //!
+//! *Group commit*: so appends of one provider (and its clones) that arrive while another is on its
+//! way to the server wait for it and then go together, as one statement: it checks each
+//! aggregate's version and inserts every append that is still valid, in one turn of the lock and
+//! one commit. An append that lost its race gets no rows and only its caller sees
+//! [`Error::VersionConflict`]; two appends to one aggregate never share a statement; if the
+//! statement fails, each append is made again alone, so an error reaches only the append it
+//! concerns. A lone append goes at once, alone.
+//!
 //! Other writers (evtstore, a hand-written `INSERT`) take the same lock through the trigger
 //! `evt_lock`, a statement-level `BEFORE INSERT` trigger: it fires before the statement computes
 //! its rows, so before it takes positions from the sequence. `migrate` creates it.
@@ -167,7 +175,7 @@ use sqlx::types::Json;
 use tokio::sync::watch;
 
 pub use append::SETTLE_TIMEOUT;
-use append::classify;
+use append::{AppendGroup, classify};
 use names::{TableName, lock_sql};
 pub use sqlx;
 
@@ -199,13 +207,16 @@ pub struct PostgresProvider {
     appended: watch::Sender<u64>,
     /// Whether a task listens for other processes' appends (see `subscribe`).
     listening: Arc<AtomicBool>,
-    sql: Sql,
+    sql: Arc<Sql>,
+    /// Appends waiting to go together (group commit).
+    group: Arc<AppendGroup>,
 }
 
 /// The statements, made once the table names are known.
 #[derive(Debug, Clone, Default)]
 struct Sql {
     append: String,
+    append_many: String,
     settle: String,
     events_from: String,
     aggregate_stream: String,
@@ -252,6 +263,33 @@ impl Sql {
                    WHERE current.version = $4 \
                    RETURNING position, version::bigint AS version, timestamp) \
                  SELECT position, version, timestamp FROM inserted ORDER BY version"
+            ),
+            // Several appends to different aggregates: each one's version checked, every valid
+            // one inserted, its events' positions in its order (the `ORDER BY` of the `SELECT`
+            // that feeds the insert).
+            append_many: format!(
+                "WITH locked AS (SELECT {lock}), \
+                 appends AS ( \
+                   SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::text[], $7::bigint[], $8::timestamptz[]) \
+                   AS a(stream, aggregate_id, expected, append_id, snapshot, n, ts)), \
+                 valid AS ( \
+                   SELECT a.* FROM locked, appends a \
+                   WHERE a.expected = (SELECT coalesce(max(version), 0) FROM {events} e \
+                                       WHERE e.stream = a.stream AND e.aggregate_id = a.aggregate_id)), \
+                 inserted AS ( \
+                   INSERT INTO {events} \
+                     (stream, aggregate_id, version, timestamp, event, snapshot, append_id, \
+                      metadata) \
+                   SELECT v.stream, v.aggregate_id, v.expected + e.ord, v.ts, e.event::json, \
+                     CASE WHEN e.ord = v.n THEN v.snapshot::json END, v.append_id, e.metadata \
+                   FROM valid v \
+                   JOIN unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[]) \
+                     WITH ORDINALITY AS e(append_id, ord, event, metadata, seq) \
+                     ON e.append_id = v.append_id \
+                   ORDER BY e.seq \
+                   RETURNING append_id, position, version::bigint AS version, timestamp) \
+                 SELECT append_id, position, version, timestamp FROM inserted ORDER BY position"
             ),
             settle: format!(
                 "SELECT position, version::bigint AS version, timestamp, append_id FROM {events} \
@@ -355,8 +393,10 @@ impl PostgresProvider {
     pub fn new(pool: PgPool) -> Self {
         let events = TableName::parse("events").expect("a valid name");
         let bookmarks = TableName::parse("bookmarks").expect("a valid name");
+        let sql = Arc::new(Sql::new(&events, &bookmarks));
         PostgresProvider {
-            sql: Sql::new(&events, &bookmarks),
+            group: AppendGroup::new(pool.clone(), sql.clone(), events.quoted.clone()),
+            sql,
             pool,
             events,
             bookmarks,
@@ -412,16 +452,25 @@ impl PostgresProvider {
     /// included) and checked; see the crate docs.
     pub fn events_table(mut self, name: &str) -> Result<Self, Error> {
         self.events = TableName::parse(name)?;
-        self.sql = Sql::new(&self.events, &self.bookmarks);
-        Ok(self)
+        Ok(self.with_statements())
     }
 
     /// Stores bookmarks in the table `name`: `table` or `schema.table`, used as written and
     /// checked.
     pub fn bookmarks_table(mut self, name: &str) -> Result<Self, Error> {
         self.bookmarks = TableName::parse(name)?;
-        self.sql = Sql::new(&self.events, &self.bookmarks);
-        Ok(self)
+        Ok(self.with_statements())
+    }
+
+    /// The statements (and the append group) for the tables as named now.
+    fn with_statements(mut self) -> Self {
+        self.sql = Arc::new(Sql::new(&self.events, &self.bookmarks));
+        self.group = AppendGroup::new(
+            self.pool.clone(),
+            self.sql.clone(),
+            self.events.quoted.clone(),
+        );
+        self
     }
 
     /// Reads pages of at most `limit` events (at least 1).
