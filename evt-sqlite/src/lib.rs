@@ -61,6 +61,12 @@
 //! with `SQLITE_BUSY` at once, without waiting.) Under the lock it reads the aggregate's last
 //! version, inserts the events with the versions after it, and commits.
 //!
+//! *Group commit*: appends of one provider (and its clones) that arrive while another holds the
+//! lock wait for it and then go together, in one transaction: each append's version is checked
+//! in turn under the lock (one that lost its race is reported to its own caller only), and one
+//! commit, one `fsync`, serves them all. If the transaction fails, each append is made again
+//! alone, so an error reaches only the append it concerns. A lone append goes at once, alone.
+//!
 //! *Atomic*: one transaction, so all events or none; an error before the commit rolls it back.
 //!
 //! *Optimistic concurrency*: a stale expected version fails the version check; should a row get
@@ -110,7 +116,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evt_core::__private::util;
+use evt_core::__private::{Batcher, util};
 use evt_core::chrono::DateTime;
 use evt_core::{
     Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
@@ -122,7 +128,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 pub use sqlx;
 
@@ -158,7 +164,9 @@ pub struct SqliteProvider {
     appended: watch::Sender<u64>,
     /// Whether a task watches for other processes' commits (see `subscribe`).
     watching: Arc<AtomicBool>,
-    sql: Sql,
+    sql: Arc<Sql>,
+    /// Appends waiting to go together (group commit).
+    group: Arc<AppendGroup>,
 }
 
 /// The statements, made once the table names are known. (Reads of several streams have one
@@ -433,8 +441,10 @@ impl SqliteProvider {
     /// instead of waiting its turn.
     pub fn new(pool: SqlitePool) -> Self {
         let (events, bookmarks) = ("events".to_owned(), "bookmarks".to_owned());
+        let sql = Arc::new(Sql::new(&events, &bookmarks));
         SqliteProvider {
-            sql: Sql::new(&events, &bookmarks),
+            group: AppendGroup::new(pool.clone(), sql.clone()),
+            sql,
             pool,
             events,
             bookmarks,
@@ -498,15 +508,20 @@ impl SqliteProvider {
     /// Stores events in the table `name` (a plain identifier, checked).
     pub fn events_table(mut self, name: &str) -> Result<Self, Error> {
         self.events = identifier(name)?.to_owned();
-        self.sql = Sql::new(&self.events, &self.bookmarks);
-        Ok(self)
+        Ok(self.with_statements())
     }
 
     /// Stores bookmarks in the table `name` (a plain identifier, checked).
     pub fn bookmarks_table(mut self, name: &str) -> Result<Self, Error> {
         self.bookmarks = identifier(name)?.to_owned();
-        self.sql = Sql::new(&self.events, &self.bookmarks);
-        Ok(self)
+        Ok(self.with_statements())
+    }
+
+    /// The statements (and the append group) for the tables as named now.
+    fn with_statements(mut self) -> Self {
+        self.sql = Arc::new(Sql::new(&self.events, &self.bookmarks));
+        self.group = AppendGroup::new(self.pool.clone(), self.sql.clone());
+        self
     }
 
     /// Reads pages of at most `limit` events (at least 1).
@@ -675,30 +690,157 @@ impl SqliteProvider {
         events.sort_by_key(|event| event.meta.position);
         Ok(events)
     }
+}
 
-    /// The append's transaction; `Ok(None)` is a version conflict found by the version check.
-    async fn append_in(
+/// At most this many appends share one transaction; the rest wait for the next.
+const MAX_BATCH: usize = 256;
+
+/// At most this many bytes of events share one transaction; a larger append goes alone.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// One append, owned, so that it can wait in a batch.
+struct Append {
+    stream: String,
+    aggregate_id: String,
+    expected_version: u64,
+    events: Vec<NewEvent>,
+    snapshot: Option<String>,
+}
+
+/// What an append's transaction gave it: its stored events, `None` for a version conflict, or
+/// the driver's error.
+type Outcome = Result<Option<Vec<Arc<StoredEvent>>>, sqlx::Error>;
+
+/// A waiting append and where its answer goes.
+struct Pending {
+    append: Append,
+    answer: oneshot::Sender<Outcome>,
+}
+
+/// Group commit: appends that arrive while another holds the file's write lock wait for it,
+/// then go together, in one transaction (evt-core's `Batcher`): one turn of the lock and one
+/// commit (one `fsync` with `synchronous = FULL`) for all of them. Each append's version is
+/// checked in turn, under the lock, so one that lost its race is reported to its own caller
+/// only. A lone append goes at once, as without grouping.
+struct AppendGroup {
+    pool: SqlitePool,
+    sql: Arc<Sql>,
+    batcher: Arc<Batcher<Pending>>,
+}
+
+impl std::fmt::Debug for AppendGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendGroup")
+            .field("pending", &self.batcher.pending())
+            .finish()
+    }
+}
+
+impl AppendGroup {
+    fn new(pool: SqlitePool, sql: Arc<Sql>) -> Arc<Self> {
+        Arc::new(AppendGroup {
+            pool,
+            sql,
+            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES)),
+        })
+    }
+
+    /// Makes `append`, alone or in one transaction with the appends that wait beside it;
+    /// `None` when its batch was abandoned before it answered (its runtime shut down).
+    async fn submit(self: &Arc<Self>, append: Append) -> Option<Outcome> {
+        let bytes = append
+            .events
+            .iter()
+            .map(|e| e.data.get().len())
+            .sum::<usize>()
+            + append.snapshot.as_ref().map_or(0, String::len);
+        if bytes > MAX_BATCH_BYTES {
+            return Some(self.run_alone(&append).await);
+        }
+        let (answer, answered) = oneshot::channel();
+        let group = self.clone();
+        self.batcher
+            .submit(Pending { append, answer }, bytes, move |batch| {
+                let group = group.clone();
+                async move { group.send(batch).await }
+            });
+        answered.await.ok()
+    }
+
+    /// One batch: one transaction; if it fails (and so stores nothing), each append again
+    /// alone, so that an error is reported to the append it concerns.
+    async fn send(&self, batch: Vec<Pending>) {
+        if batch.len() == 1 {
+            let pending = batch.into_iter().next().expect("one append");
+            let outcome = self.run_alone(&pending.append).await;
+            // A caller that stopped waiting does not need its answer.
+            let _ = pending.answer.send(outcome);
+            return;
+        }
+        let appends: Vec<&Append> = batch.iter().map(|pending| &pending.append).collect();
+        match self.run(&appends).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = pending.answer.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, appends = batch.len(), "appending together failed; appending one by one");
+                for pending in batch {
+                    let outcome = self.run_alone(&pending.append).await;
+                    let _ = pending.answer.send(outcome);
+                }
+            }
+        }
+    }
+
+    async fn run_alone(&self, append: &Append) -> Outcome {
+        self.run(&[append])
+            .await
+            .map(|mut outcomes| outcomes.remove(0))
+    }
+
+    /// The appends' transaction: each one's stored events, or `None` for a version conflict
+    /// found by its version check.
+    async fn run(
         &self,
-        stream: &str,
-        aggregate_id: &str,
-        expected_version: u64,
-        events: &[NewEvent],
-        snapshot: Option<&Snapshot>,
-    ) -> Result<Option<Vec<Arc<StoredEvent>>>, sqlx::Error> {
+        appends: &[&Append],
+    ) -> Result<Vec<Option<Vec<Arc<StoredEvent>>>>, sqlx::Error> {
         // Takes the write lock now (waiting under the busy timeout), not at the first insert.
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Under the lock, so timestamps do not decrease with positions (unless the clock does).
+        let timestamp = evt_core::__private::util::now();
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for append in appends {
+            outcomes.push(self.append_in(&mut transaction, append, timestamp).await?);
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// One append in the transaction; `Ok(None)` is a version conflict found by the version
+    /// check (nothing inserted).
+    async fn append_in(
+        &self,
+        transaction: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        append: &Append,
+        timestamp: evt_core::chrono::DateTime<evt_core::chrono::Utc>,
+    ) -> Result<Option<Vec<Arc<StoredEvent>>>, sqlx::Error> {
+        let Append {
+            stream,
+            aggregate_id,
+            expected_version,
+            events,
+            snapshot,
+        } = append;
         let current: i64 = sqlx::query_scalar(&self.sql.last_version)
             .bind(stream)
             .bind(aggregate_id)
-            .fetch_one(&mut *transaction)
+            .fetch_one(&mut **transaction)
             .await?;
-        if u64::try_from(current).ok() != Some(expected_version) {
-            transaction.rollback().await?;
+        if u64::try_from(current).ok() != Some(*expected_version) {
             return Ok(None);
         }
-        // Under the lock, so timestamps do not decrease with positions (unless the clock does).
-        let timestamp = evt_core::__private::util::now();
-        let snapshot = snapshot.map(|snapshot| snapshot.to_json().to_string());
         let mut stored = Vec::with_capacity(events.len());
         for (n, event) in (1_u64..).zip(events) {
             let version = expected_version + n;
@@ -711,7 +853,7 @@ impl SqliteProvider {
                 .bind(event.data.get())
                 .bind(snapshot.as_deref().filter(|_| last))
                 .bind(event.metadata.to_stored())
-                .fetch_one(&mut *transaction)
+                .fetch_one(&mut **transaction)
                 .await?;
             // A rowid is positive.
             let mut meta = Meta::new(
@@ -728,7 +870,6 @@ impl SqliteProvider {
                 event.data.clone(),
             )));
         }
-        transaction.commit().await?;
         Ok(Some(stored))
     }
 }
@@ -978,9 +1119,19 @@ impl Provider for SqliteProvider {
                 format!("version {last_version} is larger than an SQLite INTEGER"),
             ));
         }
-        let appended = self
-            .append_in(stream, aggregate_id, expected_version, events, snapshot)
-            .await;
+        let append = Append {
+            stream: stream.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            expected_version,
+            events: events.to_vec(),
+            snapshot: snapshot.map(|snapshot| snapshot.to_json().to_string()),
+        };
+        let Some(appended) = self.group.submit(append).await else {
+            return Err(Error::provider(
+                operation(),
+                "its batch was abandoned before it answered (the runtime shut down)",
+            ));
+        };
         match appended {
             Ok(Some(stored)) => {
                 if let Some(last) = stored.last() {
