@@ -75,6 +75,7 @@ macro_rules! provider_tests {
             snapshot_version_mismatch,
             started_handler_wakes_on_append,
             concurrent_writers_one_aggregate,
+            appends_arriving_together,
             concurrent_commands_retry,
             concurrent_writers_with_handler,
             atomic_multi_event_appends,
@@ -1532,6 +1533,96 @@ pub async fn concurrent_writers_one_aggregate(factory: &impl Factory) {
             .windows(2)
             .all(|w| w[0].meta.position < w[1].meta.position)
     );
+}
+
+/// Appends that arrive together (a provider may send them to the store together, group commit)
+/// each get their own outcome: on 6 aggregates, two appends race at version 0 and exactly one
+/// wins each; 6 more aggregates have one append each, which all win. Every winner's returned
+/// events are what is stored (versions, positions, documents), positions rise within an append,
+/// and each loser stored nothing.
+pub async fn appends_arriving_together(factory: &impl Factory) {
+    const CONTESTED: usize = 6;
+    const ALONE: usize = 6;
+    let provider = factory.provider(1000).await;
+    let appends: Vec<(String, usize)> = (0..CONTESTED)
+        .flat_map(|k| [(format!("raced-{k}"), 0), (format!("raced-{k}"), 1)])
+        .chain((0..ALONE).map(|k| (format!("alone-{k}"), 0)))
+        .collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(appends.len()));
+    let mut tasks = Vec::new();
+    for (id, contender) in appends {
+        let (provider, barrier) = (provider.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let events: Vec<NewEvent> = (0..3)
+                .map(|n| {
+                    NewEvent::from_value(
+                        "noted",
+                        &json!({"type": "noted", "note": format!("{id}/{contender}/{n}")}),
+                    )
+                })
+                .collect();
+            barrier.wait().await;
+            let outcome = provider.append("examples", &id, 0, &events, None).await;
+            (id, contender, outcome)
+        }));
+    }
+    let mut winners: HashMap<String, Vec<Arc<StoredEvent>>> = HashMap::new();
+    let mut conflicts: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        let (id, contender, outcome) = task.await.unwrap();
+        match outcome {
+            Ok(stored) => {
+                assert_eq!(stored.len(), 3, "`{id}`: every event of the append");
+                for (n, event) in stored.iter().enumerate() {
+                    assert_eq!(event.meta.aggregate_id, id);
+                    assert_eq!(event.meta.version, n as u64 + 1);
+                    assert_eq!(
+                        event.value()["note"],
+                        json!(format!("{id}/{contender}/{n}"))
+                    );
+                }
+                assert!(
+                    stored
+                        .windows(2)
+                        .all(|w| w[0].meta.position < w[1].meta.position),
+                    "`{id}`: positions rise within the append"
+                );
+                assert!(
+                    winners.insert(id.clone(), stored).is_none(),
+                    "`{id}` won twice"
+                );
+            }
+            Err(error) if error.is_version_conflict() => {
+                assert!(id.starts_with("raced-"), "`{id}` had no rival: {error}");
+                *conflicts.entry(id).or_default() += 1;
+            }
+            Err(error) => panic!("append to `{id}`: {error}"),
+        }
+    }
+    assert_eq!(winners.len(), CONTESTED + ALONE, "one winner per aggregate");
+    assert_eq!(conflicts.len(), CONTESTED);
+    assert!(
+        conflicts.values().all(|&n| n == 1),
+        "one loser per raced aggregate"
+    );
+    for (id, won) in &winners {
+        let history = provider
+            .aggregate_events("examples", id, 0, 1000)
+            .await
+            .unwrap();
+        let read: Vec<_> = history
+            .iter()
+            .map(|e| (e.meta.version, e.meta.position, e.value()))
+            .collect();
+        let returned: Vec<_> = won
+            .iter()
+            .map(|e| (e.meta.version, e.meta.position, e.value()))
+            .collect();
+        assert_eq!(
+            read, returned,
+            "`{id}`: what the append returned is what is stored"
+        );
+    }
 }
 
 /// Concurrent commands with `#[command(retry = ...)]` all succeed by deciding again.
