@@ -73,15 +73,15 @@ impl<A: Aggregate> Versioned<A> {
                 found: meta.version,
             });
         }
-        let event = A::Event::from_json(&stored.event_type, &stored.data).map_err(|source| {
-            Error::Decode {
+        let event = stored
+            .decode::<A::Event>()
+            .map_err(|source| Error::Decode {
                 stream: meta.stream.clone(),
                 aggregate_id: meta.aggregate_id.clone(),
                 version: meta.version,
                 position: meta.position,
                 source,
-            }
-        })?;
+            })?;
         self.state.fold(event);
         self.version = meta.version;
         Ok(())

@@ -258,18 +258,19 @@ impl Provider for MemoryProvider {
                 .iter()
                 .zip(1..)
                 .map(|(event, n)| {
-                    Arc::new(StoredEvent {
-                        meta: Meta {
-                            stream: stream.to_owned(),
-                            aggregate_id: aggregate_id.to_owned(),
-                            version: expected_version + n,
-                            position: (first as u64) + n,
-                            timestamp,
-                            metadata: event.metadata.clone(),
-                        },
-                        event_type: event.event_type.to_owned(),
-                        data: event.data.clone(),
-                    })
+                    let meta = Meta {
+                        stream: stream.to_owned(),
+                        aggregate_id: aggregate_id.to_owned(),
+                        version: expected_version + n,
+                        position: (first as u64) + n,
+                        timestamp,
+                        metadata: event.metadata.clone(),
+                    };
+                    // Read again and again from this log: decoded from its JSON once.
+                    Arc::new(
+                        StoredEvent::new(meta, event.event_type, event.data.clone())
+                            .keeping_decoded(),
+                    )
                 })
                 .collect();
             let indexes = first..first + stored.len();
