@@ -292,17 +292,20 @@ impl Sql {
                  SELECT append_id, position, version, timestamp FROM inserted ORDER BY position"
             ),
             settle: format!(
-                "SELECT position, version::bigint AS version, timestamp, append_id FROM {events} \
+                "SELECT position, version::bigint AS version, timestamp, append_id FROM {events} e \
                  WHERE stream = $1 AND aggregate_id = $2 AND version > $3 AND version <= $3 + $4 \
-                 ORDER BY version"
+                 ORDER BY e.version"
             ),
             events_from: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ANY($1) AND position > $2 \
                  ORDER BY position LIMIT $3"
             ),
+            // `ORDER BY e.version`, the column: a bare `version` would name the output column
+            // `version::bigint`, which the index does not order, so each page would sort every
+            // later event of the aggregate (a test reads the plan).
             aggregate_stream: format!(
-                "SELECT {AGGREGATE_COLUMNS} FROM {events} WHERE stream = $1 AND aggregate_id = $2 \
-                 AND version > $3 ORDER BY version LIMIT $4"
+                "SELECT {AGGREGATE_COLUMNS} FROM {events} e WHERE stream = $1 AND aggregate_id = $2 \
+                 AND version > $3 ORDER BY e.version LIMIT $4"
             ),
             last_position: format!(
                 "SELECT coalesce(max(position), 0) FROM {events} WHERE stream = ANY($1)"
@@ -819,5 +822,62 @@ impl Provider for PostgresProvider {
         let receiver = self.appended.subscribe();
         self.listen_for_appends();
         Some(receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads of one aggregate walk the `(stream, aggregate_id, version)` index in its order:
+    /// no sort, which would read every later event of the aggregate for each page.
+    #[tokio::test]
+    async fn aggregate_reads_follow_the_index_without_sorting() {
+        let url = std::env::var("EVT_POSTGRES_URL")
+            .expect("EVT_POSTGRES_URL is not set: run `./scripts/test`, which starts PostgreSQL");
+        let table = format!("evt_plan_{}", std::process::id());
+        let provider = PostgresProvider::connect(&url)
+            .await
+            .unwrap()
+            .events_table(&table)
+            .unwrap();
+        provider.migrate().await.unwrap();
+        let events: Vec<NewEvent> = (0..3000)
+            .map(|n| NewEvent::from_value("noted", &serde_json::json!({"type": "noted", "n": n})))
+            .collect();
+        provider
+            .append("plans", "a", 0, &events, None)
+            .await
+            .unwrap();
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(provider.pool())
+            .await
+            .unwrap();
+        let plan = |statement: String| {
+            let provider = provider.clone();
+            async move {
+                let explain = format!("EXPLAIN {statement}");
+                let rows: Vec<String> = sqlx::query_scalar(&explain)
+                    .bind("plans")
+                    .bind("a")
+                    .bind(1500_i64)
+                    .bind(1000_i64)
+                    .fetch_all(provider.pool())
+                    .await
+                    .unwrap();
+                rows.join("\n")
+            }
+        };
+        for statement in [
+            provider.sql.aggregate_stream.clone(),
+            provider.sql.settle.clone(),
+        ] {
+            let plan = plan(statement.clone()).await;
+            assert!(!plan.contains("Sort"), "{statement}:\n{plan}");
+        }
+        sqlx::query(&format!("DROP TABLE {table}"))
+            .execute(provider.pool())
+            .await
+            .unwrap();
     }
 }
