@@ -6,24 +6,28 @@
 //! collection) and gives [`Batcher::submit`] the function that sends a batch; answers travel in
 //! the requests (their channels), so a provider decides what a batch's failure means for each
 //! request in it. Batches are sent one after another by one task, so a batch never overtakes the
-//! one before it.
+//! one before it (unless the provider lets several be on their way, [`Batcher::set_senders`]). A request that finds nothing on its way is sent by its own caller
+//! ([`Batcher::lead`]), so a lone writer pays nothing for grouping.
 
 use std::future::Future;
 use std::mem;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// A queue of requests and whether a task is sending them.
+/// A queue of requests and the tasks sending them.
 pub struct Batcher<R> {
     queue: Mutex<Queue<R>>,
     max_requests: usize,
     max_bytes: usize,
+    max_senders: AtomicUsize,
 }
 
 struct Queue<R> {
     /// Each request with its size in bytes (0 where sizes do not matter).
     pending: Vec<(R, usize)>,
-    /// Whether a task is sending batches (and will take what is pending).
-    sending: bool,
+    /// How many senders (tasks, or a caller sending its own request) are at work; a task
+    /// takes what is pending.
+    sending: usize,
 }
 
 impl<R> std::fmt::Debug for Batcher<R> {
@@ -43,11 +47,24 @@ impl<R> Batcher<R> {
         Batcher {
             queue: Mutex::new(Queue {
                 pending: Vec::new(),
-                sending: false,
+                sending: 0,
             }),
             max_requests: max_requests.max(1),
             max_bytes,
+            max_senders: AtomicUsize::new(1),
         }
+    }
+
+    /// Lets up to `senders` batches be on their way at once (at least 1, the default): where the
+    /// store runs requests side by side and orders them itself (PostgreSQL's appends take the
+    /// table's lock only to insert), a second batch can be read and planned while the first
+    /// holds the lock. With more than one, batches may overtake one another.
+    pub fn set_senders(&self, senders: usize) {
+        self.max_senders.store(senders.max(1), Ordering::Relaxed);
+    }
+
+    fn max_senders(&self) -> usize {
+        self.max_senders.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue<R>> {
@@ -64,7 +81,7 @@ impl<R> Batcher<R> {
     fn next_batch(&self) -> Option<Vec<R>> {
         let mut queue = self.lock();
         if queue.pending.is_empty() {
-            queue.sending = false;
+            queue.sending -= 1;
             return None;
         }
         let mut total = 0;
@@ -85,7 +102,7 @@ impl<R> Batcher<R> {
 }
 
 impl<R: Send + 'static> Batcher<R> {
-    /// Queues `request` (of `bytes` bytes); unless a task is sending already, starts one that
+    /// Queues `request` (of `bytes` bytes); unless enough tasks are sending already, starts one that
     /// sends what is pending, batch after batch (`send`), until nothing is. The task is the
     /// caller's only when it starts; a caller that stops waiting never strands the others.
     pub fn submit<F, Fut>(self: &Arc<Self>, request: R, bytes: usize, send: F)
@@ -96,7 +113,11 @@ impl<R: Send + 'static> Batcher<R> {
         let start = {
             let mut queue = self.lock();
             queue.pending.push((request, bytes));
-            !mem::replace(&mut queue.sending, true)
+            let start = queue.sending < self.max_senders();
+            if start {
+                queue.sending += 1;
+            }
+            start
         };
         if start {
             // Made before the task, so that a task dropped before it first runs (or a spawn
@@ -106,6 +127,67 @@ impl<R: Send + 'static> Batcher<R> {
                 done: false,
             };
             tokio::spawn(sending.send_batches(send));
+        }
+    }
+}
+
+impl<R: Send + 'static> Batcher<R> {
+    /// When no batch is on its way and none waits, marks one as on its way and returns a guard:
+    /// the caller then sends its own request at once, itself, with no task and no channel (a
+    /// lone writer pays nothing for grouping). Requests submitted meanwhile wait; when the guard
+    /// drops (also when the caller stops waiting), a task sends them with `send`, as
+    /// [`Batcher::submit`] would. `None` when a batch is on its way: submit instead.
+    pub fn lead<F, Fut>(self: &Arc<Self>, send: F) -> Option<Leading>
+    where
+        F: Fn(Vec<R>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        {
+            let mut queue = self.lock();
+            if queue.sending >= self.max_senders() || !queue.pending.is_empty() {
+                return None;
+            }
+            queue.sending += 1;
+        }
+        let batcher = self.clone();
+        Some(Leading {
+            done: Some(Box::new(move || {
+                let waiting = {
+                    let mut queue = batcher.lock();
+                    let waiting = !queue.pending.is_empty();
+                    if !waiting {
+                        queue.sending -= 1;
+                    }
+                    waiting
+                };
+                if waiting {
+                    let sending = Sending {
+                        batcher,
+                        done: false,
+                    };
+                    tokio::spawn(sending.send_batches(send));
+                }
+            })),
+        })
+    }
+}
+
+/// A request its caller sends itself while the others wait (see [`Batcher::lead`]); dropped,
+/// it hands what waits to a task.
+pub struct Leading {
+    done: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Leading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leading").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done();
         }
     }
 }
@@ -138,7 +220,7 @@ impl<R> Drop for Sending<R> {
         }
         let mut queue = self.batcher.lock();
         queue.pending.clear();
-        queue.sending = false;
+        queue.sending -= 1;
     }
 }
 
@@ -180,7 +262,32 @@ mod tests {
             "full batches, in order"
         );
         assert_eq!(batcher.pending(), 0);
-        assert!(!batcher.lock().sending, "the task ended with the queue");
+        assert_eq!(batcher.lock().sending, 0, "the task ended with the queue");
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_is_sent_by_its_caller_and_what_waits_goes_after() {
+        let batcher: Arc<Batcher<oneshot::Sender<usize>>> = Arc::new(Batcher::new(10, usize::MAX));
+        let send = |batch: Vec<oneshot::Sender<usize>>| async move {
+            let size = batch.len();
+            for answer in batch {
+                let _ = answer.send(size);
+            }
+        };
+        let leading = batcher.lead(send).expect("nothing on its way");
+        assert!(batcher.lead(send).is_none(), "one at a time");
+        let (answer, answered) = oneshot::channel();
+        batcher.submit(answer, 0, send);
+        assert_eq!(batcher.pending(), 1, "waits for the leader");
+        drop(leading);
+        assert_eq!(
+            answered.await.unwrap(),
+            1,
+            "sent by a task once the leader is done"
+        );
+        tokio::task::yield_now().await;
+        let again = batcher.lead(send);
+        assert!(again.is_some(), "free again");
     }
 
     #[test]
@@ -188,13 +295,13 @@ mod tests {
         let batcher = Batcher::new(10, 100);
         {
             let mut queue = batcher.lock();
-            queue.sending = true;
+            queue.sending = 1;
             queue.pending = vec![(1, 150), (2, 60), (3, 30), (4, 20)];
         }
         assert_eq!(batcher.next_batch(), Some(vec![1]));
         assert_eq!(batcher.next_batch(), Some(vec![2, 3]));
         assert_eq!(batcher.next_batch(), Some(vec![4]));
         assert_eq!(batcher.next_batch(), None);
-        assert!(!batcher.lock().sending);
+        assert_eq!(batcher.lock().sending, 0);
     }
 }
