@@ -20,6 +20,14 @@ use tokio::sync::oneshot;
 
 use crate::{PostgresProvider, Sql, non_negative, to_i64};
 
+/// At most this many appends or batches are on their way at once when commits do not wait for
+/// the disk (`synchronous_commit = off`): then a commit is cheap and the server runs statements
+/// side by side on its cores, taking the table's lock only to insert, so appends go on their own
+/// (measured: grouping them cost 13 % of W1c here). When commits wait for the disk (the
+/// default), one batch at a time, so that the appends that wait meanwhile share the next commit
+/// (W1c 1.7× and 2.3× with the cache, here).
+const SENDERS_WITHOUT_SYNCHRONOUS_COMMIT: usize = 64;
+
 /// At most this many appends go in one statement; the rest wait for the next.
 const MAX_BATCH: usize = 256;
 
@@ -354,12 +362,23 @@ impl std::fmt::Debug for AppendGroup {
 }
 
 impl AppendGroup {
-    pub(crate) fn new(pool: PgPool, sql: Arc<Sql>, table: String) -> Arc<Self> {
+    /// The appends to `table`; `synchronous_commit_off` when the server's commits do not wait
+    /// for the disk (see [`SENDERS_WITHOUT_SYNCHRONOUS_COMMIT`]).
+    pub(crate) fn new(
+        pool: PgPool,
+        sql: Arc<Sql>,
+        table: String,
+        synchronous_commit_off: bool,
+    ) -> Arc<Self> {
+        let batcher = Batcher::new(MAX_BATCH, MAX_BATCH_BYTES);
+        if synchronous_commit_off {
+            batcher.set_senders(SENDERS_WITHOUT_SYNCHRONOUS_COMMIT);
+        }
         Arc::new(AppendGroup {
             pool,
             sql,
             table,
-            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES)),
+            batcher: Arc::new(batcher),
         })
     }
 
@@ -369,16 +388,21 @@ impl AppendGroup {
         if bytes > MAX_BATCH_BYTES {
             return Answer::Ran(self.run_append(append).await);
         }
+        let group = self.clone();
+        let send = move |batch| {
+            let group = group.clone();
+            async move { group.send(batch).await }
+        };
+        if let Some(_leading) = self.batcher.lead(send.clone()) {
+            // Nothing on its way: this append goes at once, alone, from this task.
+            return Answer::Ran(self.run_append(append).await);
+        }
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
             append: append.clone(),
             answer,
         };
-        let group = self.clone();
-        self.batcher.submit(pending, bytes, move |batch| {
-            let group = group.clone();
-            async move { group.send(batch).await }
-        });
+        self.batcher.submit(pending, bytes, send);
         answered.await.unwrap_or_else(|_| {
             Answer::Unsettled("its batch was abandoned (the runtime shut down)".to_owned())
         })

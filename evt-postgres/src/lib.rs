@@ -101,10 +101,12 @@
 //! passes an event that commits later. The price is that appends to one events table commit one
 //! at a time; the lock is held for one statement and its commit.
 //!
-//! *Group commit*: so appends of one provider (and its clones) that arrive while another is on its
-//! way to the server wait for it and then go together, as one statement: it checks each
-//! aggregate's version and inserts every append that is still valid, in one turn of the lock and
-//! one commit. An append that lost its race gets no rows and only its caller sees
+//! *Group commit*: so, when commits wait for the disk (`synchronous_commit`, on by default), appends
+//! of one provider (and its clones) that arrive while another is on its way to the server wait
+//! for it and then go together, as one statement: it checks each aggregate's version and inserts
+//! every append that is still valid, in one turn of the lock and one commit (and one wait for
+//! the disk). With `synchronous_commit = off` (read when [`PostgresProvider::connect`] opens its
+//! first connection), commits are cheap and appends go side by side, each on its own. An append that lost its race gets no rows and only its caller sees
 //! [`Error::VersionConflict`]; two appends to one aggregate never share a statement; if the
 //! statement fails, each append is made again alone, so an error reaches only the append it
 //! concerns. A lone append goes at once, alone.
@@ -210,6 +212,10 @@ pub struct PostgresProvider {
     sql: Arc<Sql>,
     /// Appends waiting to go together (group commit).
     group: Arc<AppendGroup>,
+    /// Whether the server's commits do not wait for the disk (`synchronous_commit = off`, read
+    /// by [`PostgresProvider::connect_with`]): then several batches of appends may be on their
+    /// way at once.
+    synchronous_commit_off: bool,
 }
 
 /// The statements, made once the table names are known.
@@ -398,7 +404,8 @@ impl PostgresProvider {
         let bookmarks = TableName::parse("bookmarks").expect("a valid name");
         let sql = Arc::new(Sql::new(&events, &bookmarks));
         PostgresProvider {
-            group: AppendGroup::new(pool.clone(), sql.clone(), events.quoted.clone()),
+            group: AppendGroup::new(pool.clone(), sql.clone(), events.quoted.clone(), false),
+            synchronous_commit_off: false,
             sql,
             pool,
             events,
@@ -445,10 +452,19 @@ impl PostgresProvider {
         let operation = || format!("connect to PostgreSQL at `{}`", redact_url(url));
         let failed = |e| Error::provider(operation(), e);
         let options: PgConnectOptions = url.parse().map_err(failed)?;
-        let connection = PgConnection::connect_with(&options).await.map_err(failed)?;
+        let mut connection = PgConnection::connect_with(&options).await.map_err(failed)?;
+        // Whether commits wait for the disk, as this database's sessions start: it decides how
+        // appends are grouped (see `append.rs`).
+        let synchronous_commit: String =
+            sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+                .fetch_one(&mut connection)
+                .await
+                .map_err(failed)?;
         connection.close().await.map_err(failed)?;
         let pool = pool.test_before_acquire(false).connect_lazy_with(options);
-        Ok(Self::new(pool))
+        let mut provider = Self::new(pool);
+        provider.synchronous_commit_off = synchronous_commit == "off";
+        Ok(provider.with_statements())
     }
 
     /// Stores events in the table `name`: `table` or `schema.table`, used as written (case
@@ -472,6 +488,7 @@ impl PostgresProvider {
             self.pool.clone(),
             self.sql.clone(),
             self.events.quoted.clone(),
+            self.synchronous_commit_off,
         );
         self
     }

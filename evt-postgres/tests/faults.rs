@@ -329,6 +329,57 @@ async fn an_append_that_never_arrived_is_made_once() {
     assert_eq!(read, stored, "stored once");
 }
 
+/// Appends that went to the server together, in one statement (group commit: the provider is
+/// made with `PostgresProvider::new`, so it groups as when commits wait for the disk), and whose
+/// answer was lost: each settles on its own and is reported stored, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_sent_together_whose_answer_is_lost_are_each_reported_as_stored() {
+    let direct = common::fresh(100).await;
+    let (provider, proxy) = through_proxy(&direct, 2).await;
+    // Hold inserts into the table, so that the first append waits on the server while the
+    // others queue behind it and then go together.
+    let mut held = direct.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE {} IN EXCLUSIVE MODE",
+        direct.events_table_name()
+    ))
+    .execute(&mut *held)
+    .await
+    .unwrap();
+    let first = {
+        let provider = provider.clone();
+        tokio::spawn(async move { provider.append("s", "first", 0, &[event(0)], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut_after_answer(b"grouped-2", ready_for_query);
+    let grouped: Vec<_> = (1..=3)
+        .map(|n| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                let id = format!("grouped-{n}");
+                let stored = provider
+                    .append("s", &id, 0, &[event(n), event(n + 10)], None)
+                    .await;
+                (id, stored)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.commit().await.unwrap();
+    first.await.unwrap().unwrap();
+    for task in grouped {
+        let (id, stored) = task.await.unwrap();
+        let stored = stored.unwrap_or_else(|e| panic!("`{id}` was stored: {e}"));
+        let read = direct.aggregate_events("s", &id, 0, 10).await.unwrap();
+        assert_eq!(read, stored, "`{id}` stored once, as reported");
+    }
+    assert_eq!(
+        proxy.cuts(),
+        1,
+        "the statement of the three was cut after its answer"
+    );
+}
+
 #[tokio::test]
 async fn an_append_without_a_server_to_settle_it_is_unknown() {
     let direct = common::fresh(100).await;

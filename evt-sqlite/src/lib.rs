@@ -757,13 +757,17 @@ impl AppendGroup {
         if bytes > MAX_BATCH_BYTES {
             return Some(self.run_alone(&append).await);
         }
-        let (answer, answered) = oneshot::channel();
         let group = self.clone();
-        self.batcher
-            .submit(Pending { append, answer }, bytes, move |batch| {
-                let group = group.clone();
-                async move { group.send(batch).await }
-            });
+        let send = move |batch| {
+            let group = group.clone();
+            async move { group.send(batch).await }
+        };
+        if let Some(_leading) = self.batcher.lead(send.clone()) {
+            // Nothing on its way: this append goes at once, alone, from this task.
+            return Some(self.run_alone(&append).await);
+        }
+        let (answer, answered) = oneshot::channel();
+        self.batcher.submit(Pending { append, answer }, bytes, send);
         answered.await.ok()
     }
 

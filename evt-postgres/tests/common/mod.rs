@@ -15,8 +15,24 @@ pub fn url() -> String {
     })
 }
 
-/// A migrated provider over fresh tables `evt_test_*_events` and `evt_test_*_bookmarks`.
+/// A migrated provider over fresh tables `evt_test_*_events` and `evt_test_*_bookmarks`, whose
+/// sessions run with the server's `synchronous_commit` (the test database's setting).
+#[allow(dead_code)]
 pub async fn fresh(limit: usize) -> PostgresProvider {
+    fresh_at(&url(), limit).await
+}
+
+/// [`fresh`], with `synchronous_commit` set for the provider's sessions: `on` (commits wait for
+/// the disk; appends that arrive together go in one statement) or `off` (each on its own).
+#[allow(dead_code)]
+pub async fn fresh_with(limit: usize, synchronous_commit: &str) -> PostgresProvider {
+    let url = url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}options=-c%20synchronous_commit%3D{synchronous_commit}");
+    fresh_at(&url, limit).await
+}
+
+async fn fresh_at(url: &str, limit: usize) -> PostgresProvider {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let prefix = format!(
         "evt_test_{}_{}_{}",
@@ -28,7 +44,7 @@ pub async fn fresh(limit: usize) -> PostgresProvider {
             .as_micros()
             % 1_000_000_000
     );
-    let provider = PostgresProvider::connect(&url())
+    let provider = PostgresProvider::connect(url)
         .await
         .unwrap_or_else(|e| panic!("{e}; is PostgreSQL running? `./scripts/test` starts it"))
         .events_table(&format!("{prefix}_events"))
