@@ -126,8 +126,22 @@ impl<R: Send + 'static> Batcher<R> {
                 batcher: self.clone(),
                 done: false,
             };
-            tokio::spawn(sending.send_batches(send));
+            spawn(sending, send);
         }
+    }
+}
+
+/// Starts the task that sends batches, on the runtime of the caller. Outside a runtime (a future
+/// dropped after its runtime shut down) it starts nothing: the `Sending` is dropped, which
+/// closes the waiting requests' channels and frees its place.
+fn spawn<R, F, Fut>(sending: Sending<R>, send: F)
+where
+    R: Send + 'static,
+    F: Fn(Vec<R>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(sending.send_batches(send));
     }
 }
 
@@ -137,6 +151,10 @@ impl<R: Send + 'static> Batcher<R> {
     /// lone writer pays nothing for grouping). Requests submitted meanwhile wait; when the guard
     /// drops (also when the caller stops waiting), a task sends them with `send`, as
     /// [`Batcher::submit`] would. `None` when a batch is on its way: submit instead.
+    ///
+    /// The requests that arrive meanwhile wait for the guard: the caller must go on polling the
+    /// future that holds it until its own request is done (or drop it), as an `async fn` that
+    /// awaits its request does.
     pub fn lead<F, Fut>(self: &Arc<Self>, send: F) -> Option<Leading>
     where
         F: Fn(Vec<R>) -> Fut + Send + 'static,
@@ -165,7 +183,7 @@ impl<R: Send + 'static> Batcher<R> {
                         batcher,
                         done: false,
                     };
-                    tokio::spawn(sending.send_batches(send));
+                    spawn(sending, send);
                 }
             })),
         })

@@ -108,8 +108,10 @@
 //! the disk). With `synchronous_commit = off` (read when [`PostgresProvider::connect`] opens its
 //! first connection), commits are cheap and appends go side by side, each on its own. An append that lost its race gets no rows and only its caller sees
 //! [`Error::VersionConflict`]; two appends to one aggregate never share a statement; if the
-//! statement fails, each append is made again alone, so an error reaches only the append it
-//! concerns. A lone append goes at once, alone.
+//! statement fails on the server, each append is made again alone, so that an error reaches only
+//! the append it concerns (a statement that could not be sent fails each with
+//! [`Error::Transient`]; one whose answer was lost is settled append by append). A lone append
+//! goes at once, alone.
 //!
 //! Other writers (evtstore, a hand-written `INSERT`) take the same lock through the trigger
 //! `evt_lock`, a statement-level `BEFORE INSERT` trigger: it fires before the statement computes
@@ -295,7 +297,8 @@ impl Sql {
                      ON e.append_id = v.append_id \
                    ORDER BY e.seq \
                    RETURNING append_id, position, version::bigint AS version, timestamp) \
-                 SELECT append_id, position, version, timestamp FROM inserted ORDER BY position"
+                 SELECT append_id, position, version, timestamp FROM inserted \
+                 ORDER BY append_id, version"
             ),
             settle: format!(
                 "SELECT position, version::bigint AS version, timestamp, append_id FROM {events} e \
@@ -399,6 +402,10 @@ fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEv
 
 impl PostgresProvider {
     /// A provider over `pool`, with the tables `events` and `bookmarks`.
+    ///
+    /// Its appends that arrive together go in one statement, as when the server's commits wait
+    /// for the disk (group commit; see the crate docs). [`PostgresProvider::connect`] reads the
+    /// server's `synchronous_commit` instead and, when it is `off`, sends appends side by side.
     pub fn new(pool: PgPool) -> Self {
         let events = TableName::parse("events").expect("a valid name");
         let bookmarks = TableName::parse("bookmarks").expect("a valid name");

@@ -64,8 +64,10 @@
 //! *Group commit*: appends of one provider (and its clones) that arrive while another holds the
 //! lock wait for it and then go together, in one transaction: each append's version is checked
 //! in turn under the lock (one that lost its race is reported to its own caller only), and one
-//! commit, one `fsync`, serves them all. If the transaction fails, each append is made again
-//! alone, so an error reaches only the append it concerns. A lone append goes at once, alone.
+//! commit, one `fsync`, serves them all. If the transaction fails after it began, each append is
+//! made again alone, so an error reaches only the append it concerns (one that could not begin,
+//! the lock not coming within the busy timeout, fails each with that error). A lone append goes
+//! at once, alone.
 //!
 //! *Atomic*: one transaction, so all events or none; an error before the commit rolls it back.
 //!
@@ -709,7 +711,15 @@ struct Append {
 
 /// What an append's transaction gave it: its stored events, `None` for a version conflict, or
 /// the driver's error.
-type Outcome = Result<Option<Vec<Arc<StoredEvent>>>, sqlx::Error>;
+type Outcome = Result<Option<Vec<Arc<StoredEvent>>>, Arc<sqlx::Error>>;
+
+/// How a transaction of appends failed.
+enum Failed {
+    /// It did not begin: nothing was tried.
+    Begin(sqlx::Error),
+    /// It failed after it began, and was rolled back.
+    During(sqlx::Error),
+}
 
 /// A waiting append and where its answer goes.
 struct Pending {
@@ -771,9 +781,19 @@ impl AppendGroup {
         answered.await.ok()
     }
 
-    /// One batch: one transaction; if it fails (and so stores nothing), each append again
-    /// alone, so that an error is reported to the append it concerns.
+    /// One batch: one transaction. If it could not begin (the file's write lock did not come
+    /// within the busy timeout), each append gets that error; if it failed after (and so stored
+    /// nothing), each append is made again alone, so that an error reaches the append it
+    /// concerns.
     async fn send(&self, batch: Vec<Pending>) {
+        // A caller that stopped waiting before its append was sent does not get it stored.
+        let batch: Vec<Pending> = batch
+            .into_iter()
+            .filter(|p| !p.answer.is_closed())
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
         if batch.len() == 1 {
             let pending = batch.into_iter().next().expect("one append");
             let outcome = self.run_alone(&pending.append).await;
@@ -788,7 +808,13 @@ impl AppendGroup {
                     let _ = pending.answer.send(Ok(outcome));
                 }
             }
-            Err(error) => {
+            Err(Failed::Begin(error)) => {
+                let error = Arc::new(error);
+                for pending in batch {
+                    let _ = pending.answer.send(Err(error.clone()));
+                }
+            }
+            Err(Failed::During(error)) => {
                 tracing::debug!(%error, appends = batch.len(), "appending together failed; appending one by one");
                 for pending in batch {
                     let outcome = self.run_alone(&pending.append).await;
@@ -799,26 +825,29 @@ impl AppendGroup {
     }
 
     async fn run_alone(&self, append: &Append) -> Outcome {
-        self.run(&[append])
-            .await
-            .map(|mut outcomes| outcomes.remove(0))
+        match self.run(&[append]).await {
+            Ok(mut outcomes) => Ok(outcomes.remove(0)),
+            Err(Failed::Begin(error) | Failed::During(error)) => Err(Arc::new(error)),
+        }
     }
 
     /// The appends' transaction: each one's stored events, or `None` for a version conflict
     /// found by its version check.
-    async fn run(
-        &self,
-        appends: &[&Append],
-    ) -> Result<Vec<Option<Vec<Arc<StoredEvent>>>>, sqlx::Error> {
+    async fn run(&self, appends: &[&Append]) -> Result<Vec<Option<Vec<Arc<StoredEvent>>>>, Failed> {
         // Takes the write lock now (waiting under the busy timeout), not at the first insert.
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut transaction = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Failed::Begin)?;
         // Under the lock, so timestamps do not decrease with positions (unless the clock does).
         let timestamp = evt_core::__private::util::now();
         let mut outcomes = Vec::with_capacity(appends.len());
         for append in appends {
-            outcomes.push(self.append_in(&mut transaction, append, timestamp).await?);
+            let outcome = self.append_in(&mut transaction, append, timestamp).await;
+            outcomes.push(outcome.map_err(Failed::During)?);
         }
-        transaction.commit().await?;
+        transaction.commit().await.map_err(Failed::During)?;
         Ok(outcomes)
     }
 
@@ -1131,10 +1160,12 @@ impl Provider for SqliteProvider {
             snapshot: snapshot.map(|snapshot| snapshot.to_json().to_string()),
         };
         let Some(appended) = self.group.submit(append).await else {
-            return Err(Error::provider(
-                operation(),
-                "its batch was abandoned before it answered (the runtime shut down)",
-            ));
+            return Err(Error::AppendUnknown {
+                stream: stream.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                expected: expected_version,
+                source: "its batch was abandoned before it answered (the runtime shut down)".into(),
+            });
         };
         match appended {
             Ok(Some(stored)) => {
@@ -1145,7 +1176,7 @@ impl Provider for SqliteProvider {
             }
             Ok(None) => Err(conflict()),
             Err(error) if is_unique_violation(&error) => Err(conflict()),
-            Err(error) => Err(failed(operation(), error)),
+            Err(error) => Err(Error::provider(operation(), error)),
         }
     }
 
