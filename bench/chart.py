@@ -2,7 +2,8 @@
 """The chart of BENCHMARKS.md: evt's speed over the best peer's, per backend and workload, from
 the rows `compare.py --summary` writes. Bars right of 1× are evt ahead; each round is a dot.
 
-Usage: chart.py SUMMARY.json OUT.png   (scripts/compare runs it in a virtualenv with matplotlib)
+Usage: chart.py SUMMARY.json OUT.png [SETTING]   (scripts/compare runs it in a virtualenv with
+matplotlib; SETTING, e.g. "synchronous_commit=off", goes into the title)
 """
 
 import json
@@ -39,7 +40,9 @@ def main():
     ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("evt's speed ÷ the best peer's (median of rounds; dots: each round; W2: time ratio inverted)")
-    ax.set_title("evt beside evtstore 12 and cqrs-es 0.5, back to back on one machine", fontsize=11)
+    setting = f" ({sys.argv[3]})" if len(sys.argv) > 3 else ""
+    ax.set_title(f"evt beside evtstore 12 and cqrs-es 0.5, back to back on one machine{setting}",
+                 fontsize=11)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(sys.argv[2])

@@ -47,8 +47,31 @@ def key(line):
     return (line["backend"], line["workload"], line["peer"], variant(line))
 
 
+def cpu_busy():
+    """Percent of all CPUs busy over a quarter of a second (from /proc/stat)."""
+    def sample():
+        fields = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+        return sum(fields), fields[3] + fields[4]
+    total1, idle1 = sample()
+    time.sleep(0.25)
+    total2, idle2 = sample()
+    return 100 * (1 - (idle2 - idle1) / max(1, total2 - total1))
+
+
+def wait_until_quiet(limit=30.0):
+    """Waits (up to `limit` seconds) until the machine is quiet: a run that starts while
+    PostgreSQL still analyses or vacuums the last run's tables measures that too."""
+    started = time.time()
+    while time.time() - started < limit:
+        busy = cpu_busy()
+        if busy < 10:
+            return
+    print(f"# still {busy:.0f}% busy after {limit:.0f} s; running anyway", file=sys.stderr)
+
+
 def run(command, env, tag):
-    """Runs `command`, returns its JSON lines (stdout), each tagged."""
+    """Runs `command` once the machine is quiet, returns its JSON lines (stdout), each tagged."""
+    wait_until_quiet()
     started = time.time()
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
