@@ -40,7 +40,7 @@ def main():
     ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("evt's speed ÷ the best peer's (median of rounds; dots: each round; W2: time ratio inverted)")
-    setting = f" ({sys.argv[3]})" if len(sys.argv) > 3 else ""
+    setting = f"\n{sys.argv[3]}" if len(sys.argv) > 3 else ""
     ax.set_title(f"evt beside evtstore 12 and cqrs-es 0.5, back to back on one machine{setting}",
                  fontsize=11)
     ax.grid(axis="x", which="both", alpha=0.3)
