@@ -243,7 +243,8 @@ struct Sql {
 }
 
 /// The columns of an event row, read the same from every column type evt and evtstore use
-/// (`version` `bigint` or `integer`; `event` `text`, `json` or `jsonb`).
+/// (`version` `bigint` or `integer`; `event` `text`, `json` or `jsonb`). `stored_event` reads them
+/// by index: keep the order.
 const COLUMNS: &str = "position, stream, aggregate_id, version::bigint AS version, timestamp, \
                        event::text AS event, metadata";
 /// The columns of one aggregate's events: its stream and id are the query's.
@@ -369,26 +370,25 @@ fn non_negative(value: i64, what: &str) -> Result<u64, String> {
 /// An event of a row; `aggregate` gives its stream and aggregate id when the query knew them and
 /// did not select them.
 fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEvent, Error> {
+    // Columns by index: `COLUMNS` are `position, stream, aggregate_id`, then the same four as
+    // `AGGREGATE_COLUMNS` after `position`: `version, timestamp, event, metadata`.
     let read = || -> Result<StoredEvent, String> {
-        let (stream, aggregate_id) = match aggregate {
-            Some((stream, aggregate_id)) => (stream.to_owned(), aggregate_id.to_owned()),
+        let error = |e: sqlx::Error| e.to_string();
+        let (stream, aggregate_id, shift) = match aggregate {
+            Some((stream, aggregate_id)) => (stream.to_owned(), aggregate_id.to_owned(), 0),
             None => (
-                row.try_get("stream").map_err(|e| e.to_string())?,
-                row.try_get("aggregate_id").map_err(|e| e.to_string())?,
+                row.try_get(1).map_err(error)?,
+                row.try_get(2).map_err(error)?,
+                2,
             ),
         };
-        let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(|e| e.to_string());
-        let position = non_negative(get_i64("position")?, "position")?;
-        let text: String = row.try_get("event").map_err(|e| e.to_string())?;
+        let position = non_negative(row.try_get(0).map_err(error)?, "position")?;
+        let version = non_negative(row.try_get(1 + shift).map_err(error)?, "version")?;
+        let timestamp = row.try_get(2 + shift).map_err(error)?;
+        let text: String = row.try_get(3 + shift).map_err(error)?;
         let data = RawValue::from_string(text).map_err(|e| format!("`event` is not JSON: {e}"))?;
-        let metadata: Option<&str> = row.try_get("metadata").map_err(|e| e.to_string())?;
-        let mut meta = Meta::new(
-            stream,
-            aggregate_id,
-            non_negative(get_i64("version")?, "version")?,
-            position,
-            row.try_get("timestamp").map_err(|e| e.to_string())?,
-        );
+        let metadata: Option<&str> = row.try_get(4 + shift).map_err(error)?;
+        let mut meta = Meta::new(stream, aggregate_id, version, position, timestamp);
         meta.metadata = Metadata::from_stored(metadata)?;
         Ok(StoredEvent::new(meta, util::event_type(&data), data))
     };
