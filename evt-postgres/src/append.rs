@@ -8,14 +8,15 @@
 //! sees a conflict. A lone append goes at once in the one-append statement, as without grouping.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use evt_core::__private::{Batcher, util};
 use evt_core::chrono::{DateTime, Utc};
 use evt_core::{Error, Meta, NewEvent, Snapshot, StoredEvent};
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPool, PgRow, Postgres};
 use tokio::sync::oneshot;
 
 use crate::{PostgresProvider, Sql, non_negative, to_i64};
@@ -350,6 +351,8 @@ pub(crate) struct AppendGroup {
     /// The events table as the lock function reads it.
     table: String,
     batcher: Arc<Batcher<Pending>>,
+    /// The connection the last append used, kept for the next (see `keep`).
+    kept: Mutex<Option<PoolConnection<Postgres>>>,
 }
 
 impl std::fmt::Debug for AppendGroup {
@@ -379,6 +382,7 @@ impl AppendGroup {
             sql,
             table,
             batcher: Arc::new(batcher),
+            kept: Mutex::new(None),
         })
     }
 
@@ -473,8 +477,8 @@ impl AppendGroup {
     /// Runs the one-append statement on a connection of its own.
     pub(crate) async fn run_append(&self, append: &Append) -> Result<Vec<PgRow>, Failure> {
         // Acquired first: a failure here sent nothing, so nothing was stored.
-        let mut connection = self.pool.acquire().await.map_err(Failure::NotSent)?;
-        sqlx::query(&self.sql.append)
+        let mut connection = self.connection().await.map_err(Failure::NotSent)?;
+        let ran = sqlx::query(&self.sql.append)
             .bind(&self.table)
             .bind(&append.stream)
             .bind(&append.aggregate_id)
@@ -486,8 +490,41 @@ impl AppendGroup {
             .bind(append.id)
             .bind(&append.metadata)
             .fetch_all(&mut *connection)
-            .await
-            .map_err(Failure::Sent)
+            .await;
+        self.keep(connection, &ran);
+        ran.map_err(Failure::Sent)
+    }
+
+    /// A connection for an append: the one the last append kept, or one from the pool.
+    async fn connection(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match kept {
+            Some(connection) => Ok(connection),
+            None => self.pool.acquire().await,
+        }
+    }
+
+    /// Keeps the connection of an append that ran to its end (it answered, even with a database
+    /// error), for the next append: sqlx checks every connection that goes back to the pool with
+    /// a round trip of its own, which would double the round trips of a writer. A connection
+    /// whose statement was cut off (a broken connection; or the append's caller stopped waiting,
+    /// which drops the connection with the future) goes back to the pool, which checks it.
+    fn keep(&self, connection: PoolConnection<Postgres>, ran: &Result<Vec<PgRow>, sqlx::Error>) {
+        let answered = match ran {
+            Ok(_) => true,
+            Err(error @ sqlx::Error::Database(_)) => !outcome_unknown(error),
+            Err(_) => false,
+        };
+        if answered {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            if kept.is_none() {
+                *kept = Some(connection);
+            }
+        }
     }
 
     /// Runs the statement of several appends (to different aggregates) on a connection of its
@@ -499,8 +536,8 @@ impl AppendGroup {
         for append in appends() {
             ords.extend(1..=append.data.len() as i64);
         }
-        let mut connection = self.pool.acquire().await.map_err(Failure::NotSent)?;
-        sqlx::query(&self.sql.append_many)
+        let mut connection = self.connection().await.map_err(Failure::NotSent)?;
+        let ran = sqlx::query(&self.sql.append_many)
             .bind(&self.table)
             .bind(appends().map(|a| a.stream.as_str()).collect::<Vec<_>>())
             .bind(
@@ -526,7 +563,8 @@ impl AppendGroup {
                     .collect::<Vec<_>>(),
             )
             .fetch_all(&mut *connection)
-            .await
-            .map_err(Failure::Sent)
+            .await;
+        self.keep(connection, &ran);
+        ran.map_err(Failure::Sent)
     }
 }

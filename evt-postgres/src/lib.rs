@@ -188,7 +188,9 @@ pub const DEFAULT_LIMIT: usize = 1000;
 
 /// The most connections [`PostgresProvider::connect`] opens. A command uses one at a time, but
 /// sqlx checks a connection (one round trip) before it can be used again, so a sequential user
-/// needs two; 45 instances fit in PostgreSQL's default `max_connections` of 100. Appends to one
+/// needs two; 45 instances fit in PostgreSQL's default `max_connections` of 100. Appends keep
+/// the connection they used for the next append instead (one of the pool's, open while the
+/// provider lives), so a writer pays one round trip per append. Appends to one
 /// table commit one at a time anyway; give more to many concurrent readers with
 /// [`PostgresProvider::connect_with`].
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 2;
