@@ -512,14 +512,16 @@ impl AppendGroup {
     /// error), for the next append: sqlx checks every connection that goes back to the pool with
     /// a round trip of its own, which would double the round trips of a writer. A connection
     /// whose statement was cut off (a broken connection; or the append's caller stopped waiting,
-    /// which drops the connection with the future) goes back to the pool, which checks it.
+    /// which drops the connection with the future) goes back to the pool, which checks it; so
+    /// does every connection of a pool of one.
     fn keep(&self, connection: PoolConnection<Postgres>, ran: &Result<Vec<PgRow>, sqlx::Error>) {
         let answered = match ran {
             Ok(_) => true,
             Err(error @ sqlx::Error::Database(_)) => !outcome_unknown(error),
             Err(_) => false,
         };
-        if answered {
+        // With a pool of one connection, keeping it would leave every read waiting for it.
+        if answered && self.pool.options().get_max_connections() > 1 {
             let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
             if kept.is_none() {
                 *kept = Some(connection);
