@@ -170,6 +170,8 @@ use evt_core::{
     Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
     StreamSummary,
 };
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::Connection;
@@ -806,6 +808,35 @@ impl Provider for PostgresProvider {
             Some((stream, aggregate_id)),
         )
         .await
+    }
+
+    /// One query for the whole history, its rows folded as they arrive (sqlx streams them; the
+    /// client holds one row at a time): one round trip where pages of [`Provider::page_size`]
+    /// would take one each, and the server walks the index once.
+    fn aggregate_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
+        let after = match to_i64(after_version, "version") {
+            Ok(after) => after,
+            Err(error) => return futures_util::stream::once(async { Err(error) }).boxed(),
+        };
+        let operation = move || {
+            format!("read events of `{stream}/{aggregate_id}` after version {after_version}")
+        };
+        sqlx::query(&self.sql.aggregate_stream)
+            .bind(stream)
+            .bind(aggregate_id)
+            .bind(after)
+            .bind(i64::MAX)
+            .fetch(&self.pool)
+            .map(move |row| match row {
+                Ok(row) => stored_event(&row, Some((stream, aggregate_id))).map(Arc::new),
+                Err(error) => Err(classify(operation(), error)),
+            })
+            .boxed()
     }
 
     async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
