@@ -504,7 +504,8 @@ impl PostgresProvider {
         self
     }
 
-    /// Reads pages of at most `limit` events (at least 1).
+    /// Reads pages of at most `limit` events (at least 1): what handlers read at a time. An
+    /// aggregate load reads its history in one query, row by row, whatever the limit.
     #[must_use]
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
