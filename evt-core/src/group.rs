@@ -6,8 +6,10 @@
 //! collection) and gives [`Batcher::submit`] the function that sends a batch; answers travel in
 //! the requests (their channels), so a provider decides what a batch's failure means for each
 //! request in it. Batches are sent one after another by one task, so a batch never overtakes the
-//! one before it (unless the provider lets several be on their way, [`Batcher::set_senders`]). A request that finds nothing on its way is sent by its own caller
-//! ([`Batcher::lead`]), so a lone writer pays nothing for grouping.
+//! one before it (unless the provider lets several be on their way, [`Batcher::set_senders`]).
+//! A provider may have a request that finds nothing on its way sent by its own caller
+//! ([`Batcher::lead`]: PostgreSQL's and SQLite's appends), so a lone writer pays nothing for
+//! grouping; MongoDB's requests always go through the task.
 
 use std::future::Future;
 use std::mem;
@@ -32,8 +34,14 @@ struct Queue<R> {
 
 impl<R> std::fmt::Debug for Batcher<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (pending, sending) = {
+            let queue = self.lock();
+            (queue.pending.len(), queue.sending)
+        };
         f.debug_struct("Batcher")
-            .field("pending", &self.pending())
+            .field("pending", &pending)
+            .field("sending", &sending)
+            .field("max_senders", &self.max_senders())
             .field("max_requests", &self.max_requests)
             .field("max_bytes", &self.max_bytes)
             .finish()
