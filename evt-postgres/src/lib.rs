@@ -159,6 +159,7 @@
 mod append;
 mod migrate;
 mod names;
+mod rows;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,22 +168,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use evt_core::__private::util::{self, redact_url};
 use evt_core::{
-    Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
-    StreamSummary,
+    Checkpoint, Error, Lease, NewEvent, Provider, Snapshot, StoredEvent, StreamSummary,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sqlx::Connection;
-use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use tokio::sync::watch;
 
 pub use append::SETTLE_TIMEOUT;
 use append::{AppendGroup, classify};
 use names::{TableName, lock_sql};
+use rows::{AGGREGATE_COLUMNS, COLUMNS, EventRows, non_negative};
 pub use sqlx;
 
 /// The page size unless [`PostgresProvider::limit`] says otherwise.
@@ -245,15 +244,6 @@ struct Sql {
     summary: String,
     count_after: String,
 }
-
-/// The columns of an event row, read the same from every column type evt and evtstore use
-/// (`version` `bigint` or `integer`; `event` `text`, `json` or `jsonb`). `stored_event` reads them
-/// by index: keep the order.
-const COLUMNS: &str = "position, stream, aggregate_id, version::bigint AS version, timestamp, \
-                       event::text AS event, metadata";
-/// The columns of one aggregate's events: its stream and id are the query's.
-const AGGREGATE_COLUMNS: &str =
-    "position, version::bigint AS version, timestamp, event::text AS event, metadata";
 
 impl Sql {
     fn new(events: &TableName, bookmarks: &TableName) -> Self {
@@ -365,43 +355,6 @@ impl Sql {
             ),
         }
     }
-}
-
-fn non_negative(value: i64, what: &str) -> Result<u64, String> {
-    u64::try_from(value).map_err(|_| format!("`{what}` is negative: {value}"))
-}
-
-/// An event of a row; `aggregate` gives its stream and aggregate id when the query knew them and
-/// did not select them.
-fn stored_event(row: &PgRow, aggregate: Option<(&str, &str)>) -> Result<StoredEvent, Error> {
-    // Columns by index: `COLUMNS` are `position, stream, aggregate_id`, then the same four as
-    // `AGGREGATE_COLUMNS` after `position`: `version, timestamp, event, metadata`.
-    let read = || -> Result<StoredEvent, String> {
-        let error = |e: sqlx::Error| e.to_string();
-        let (stream, aggregate_id, shift) = match aggregate {
-            Some((stream, aggregate_id)) => (stream.to_owned(), aggregate_id.to_owned(), 0),
-            None => (
-                row.try_get(1).map_err(error)?,
-                row.try_get(2).map_err(error)?,
-                2,
-            ),
-        };
-        let position = non_negative(row.try_get(0).map_err(error)?, "position")?;
-        let version = non_negative(row.try_get(1 + shift).map_err(error)?, "version")?;
-        let timestamp = row.try_get(2 + shift).map_err(error)?;
-        let text: String = row.try_get(3 + shift).map_err(error)?;
-        let data = RawValue::from_string(text).map_err(|e| format!("`event` is not JSON: {e}"))?;
-        let metadata: Option<&str> = row.try_get(4 + shift).map_err(error)?;
-        let mut meta = Meta::new(stream, aggregate_id, version, position, timestamp);
-        meta.metadata = Metadata::from_stored(metadata)?;
-        Ok(StoredEvent::new(meta, util::event_type(&data), data))
-    };
-    read().map_err(|problem| {
-        Error::provider(
-            "read an event row",
-            format!("malformed event row: {problem}"),
-        )
-    })
 }
 
 impl PostgresProvider {
@@ -546,8 +499,9 @@ impl PostgresProvider {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(operation(), e))?;
+        let mut events = EventRows::new(aggregate);
         rows.iter()
-            .map(|row| stored_event(row, aggregate).map(Arc::new))
+            .map(|row| events.read(row).map(Arc::new))
             .collect()
     }
 }
@@ -827,6 +781,7 @@ impl Provider for PostgresProvider {
         let operation = move || {
             format!("read events of `{stream}/{aggregate_id}` after version {after_version}")
         };
+        let mut events = EventRows::new(Some((stream, aggregate_id)));
         sqlx::query(&self.sql.aggregate_stream)
             .bind(stream)
             .bind(aggregate_id)
@@ -834,7 +789,7 @@ impl Provider for PostgresProvider {
             .bind(i64::MAX)
             .fetch(&self.pool)
             .map(move |row| match row {
-                Ok(row) => stored_event(&row, Some((stream, aggregate_id))).map(Arc::new),
+                Ok(row) => events.read(&row).map(Arc::new),
                 Err(error) => Err(classify(operation(), error)),
             })
             .boxed()

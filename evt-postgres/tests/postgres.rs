@@ -203,3 +203,90 @@ async fn wrong_credentials_are_a_clear_error() {
     let message = error.to_string();
     assert!(message.contains("no_such_user"), "{message}");
 }
+
+/// Timestamps read back exactly as sqlx's own decoding reads them, before 2000 (PostgreSQL's
+/// epoch) and after, to the microsecond, on every read path.
+#[tokio::test]
+async fn timestamps_read_back_to_the_microsecond() {
+    use futures_util::TryStreamExt;
+
+    let provider = common::fresh(2).await;
+    let stamps = [
+        "0001-01-01 00:00:00+00",
+        "1969-12-31 23:59:59.999999+00",
+        "1999-12-31 23:59:59.999999+00",
+        "2000-01-01 00:00:00+00",
+        "2026-11-28 22:06:26.123456+00",
+        "9999-12-31 23:59:59.999999+00",
+    ];
+    let events: Vec<NewEvent> = stamps
+        .iter()
+        .map(|_| event(json!({"type": "noted"})))
+        .collect();
+    provider
+        .append("examples", "a", 0, &events, None)
+        .await
+        .unwrap();
+    let table = provider.events_table_name();
+    for (version, stamp) in (1..).zip(stamps) {
+        sqlx::query(&format!(
+            "UPDATE {table} SET timestamp = $1::timestamptz WHERE version = $2"
+        ))
+        .bind(stamp)
+        .bind(version)
+        .execute(provider.pool())
+        .await
+        .unwrap();
+    }
+    let expected: Vec<evt_core::chrono::DateTime<evt_core::chrono::Utc>> =
+        sqlx::query_scalar(&format!("SELECT timestamp FROM {table} ORDER BY version"))
+            .fetch_all(provider.pool())
+            .await
+            .unwrap();
+    assert_eq!(expected.len(), stamps.len());
+    assert_eq!(expected[4].to_rfc3339(), "2026-11-28T22:06:26.123456+00:00");
+
+    let streamed: Vec<_> = provider
+        .aggregate_stream("examples", "a", 0)
+        .try_collect()
+        .await
+        .unwrap();
+    let paged = provider
+        .aggregate_events("examples", "a", 0, 2)
+        .await
+        .unwrap();
+    let by_position = provider.events_from(&["examples"], 0, 100).await.unwrap();
+    let times = |events: &[std::sync::Arc<evt_core::StoredEvent>]| {
+        events.iter().map(|e| e.meta.timestamp).collect::<Vec<_>>()
+    };
+    assert_eq!(times(&streamed), expected);
+    assert_eq!(times(&paged), expected[..2]);
+    assert_eq!(times(&by_position), expected);
+}
+
+/// A column of another type than evt's (here a `timestamp` without time zone, where evt writes
+/// `timestamptz`) is an error naming the column, not a misread value.
+#[tokio::test]
+async fn a_column_of_another_type_is_an_error_naming_it() {
+    let provider = common::fresh(100).await;
+    provider
+        .append("examples", "a", 0, &[event(json!({"type": "noted"}))], None)
+        .await
+        .unwrap();
+    let table = provider.events_table_name();
+    sqlx::query(&format!(
+        "ALTER TABLE {table} ALTER COLUMN timestamp TYPE timestamp"
+    ))
+    .execute(provider.pool())
+    .await
+    .unwrap();
+    let error = provider
+        .aggregate_events("examples", "a", 0, 100)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("column `timestamp` is `TIMESTAMP`, expected `TIMESTAMPTZ`"),
+        "{error}"
+    );
+}
