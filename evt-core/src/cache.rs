@@ -50,12 +50,15 @@ impl Cache {
     pub(crate) fn put<A: Aggregate>(&self, aggregate: &Versioned<A>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let key = key::<A>(&aggregate.id);
-        // Never replace a newer entry with an older one (a slow reader racing a writer).
+        // An entry for the aggregate is replaced in place (its key and box kept), unless it is
+        // newer: a slow reader racing a writer never takes the cache back a version.
         if let Some(cached) = entries
-            .peek(&key)
-            .and_then(|entry| entry.downcast_ref::<Versioned<A>>())
-            && cached.version > aggregate.version
+            .get_mut(&key)
+            .and_then(|entry| entry.downcast_mut::<Versioned<A>>())
         {
+            if cached.version <= aggregate.version {
+                cached.clone_from(aggregate);
+            }
             return;
         }
         entries.put(key, Box::new(aggregate.clone()));

@@ -1,6 +1,7 @@
 //! The in-memory provider: the reference implementation, for tests and examples.
 
 use std::collections::HashMap as StdHashMap;
+use std::ops::Range;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -80,23 +81,28 @@ impl State {
             .map_or(&[], Vec::as_slice)
     }
 
-    fn stream_mut(&mut self, stream: &str) -> &mut Vec<usize> {
-        if !self.streams.contains_key(stream) {
-            self.streams.insert(stream.to_owned(), Vec::new());
+    /// Adds the log indexes `new` to their stream's and their aggregate's lists: one lookup per
+    /// map where the lists exist, as they do for every append but an aggregate's first.
+    fn push_indexes(&mut self, stream: &str, aggregate_id: &str, new: Range<usize>) {
+        match self.streams.get_mut(stream) {
+            Some(indexes) => indexes.extend(new.clone()),
+            None => {
+                self.streams
+                    .insert(stream.to_owned(), new.clone().collect());
+            }
         }
-        self.streams.get_mut(stream).expect("inserted above")
-    }
-
-    fn versions_mut(&mut self, stream: &str, aggregate_id: &str) -> &mut Vec<usize> {
-        if !self.aggregates.contains_key(stream) {
-            self.aggregates
-                .insert(stream.to_owned(), HashMap::default());
+        match self.aggregates.get_mut(stream) {
+            Some(ids) => match ids.get_mut(aggregate_id) {
+                Some(versions) => versions.extend(new),
+                None => {
+                    ids.insert(aggregate_id.to_owned(), new.collect());
+                }
+            },
+            None => {
+                let ids = HashMap::from_iter([(aggregate_id.to_owned(), new.collect())]);
+                self.aggregates.insert(stream.to_owned(), ids);
+            }
         }
-        let ids = self.aggregates.get_mut(stream).expect("inserted above");
-        if !ids.contains_key(aggregate_id) {
-            ids.insert(aggregate_id.to_owned(), Vec::new());
-        }
-        ids.get_mut(aggregate_id).expect("inserted above")
     }
 
     /// Index lists of the streams, each cut to the entries with a position above `after`.
@@ -275,8 +281,7 @@ impl Provider for MemoryProvider {
                 .collect();
             let indexes = first..first + stored.len();
             state.log.extend(stored.iter().cloned());
-            state.stream_mut(stream).extend(indexes.clone());
-            state.versions_mut(stream, aggregate_id).extend(indexes);
+            state.push_indexes(stream, aggregate_id, indexes);
             if let Some(snapshot) = snapshot {
                 state.snapshots.insert(
                     (stream.to_owned(), aggregate_id.to_owned()),
