@@ -5,6 +5,8 @@ use std::ops::Range;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::Error;
@@ -227,6 +229,27 @@ impl Provider for MemoryProvider {
             .iter()
             .map(|&i| state.log[i].clone())
             .collect())
+    }
+
+    /// The aggregate's events under one read lock, handed out one at a time: the log is in
+    /// memory, so there is nothing to gain from pages.
+    fn aggregate_stream<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
+        let events: Vec<Arc<StoredEvent>> = {
+            let state = self.read();
+            let versions = state.versions(stream, aggregate_id);
+            let start =
+                usize::try_from(after_version).map_or(versions.len(), |v| v.min(versions.len()));
+            versions[start..]
+                .iter()
+                .map(|&i| state.log[i].clone())
+                .collect()
+        };
+        futures_util::stream::iter(events.into_iter().map(Ok)).boxed()
     }
 
     async fn last_position(&self, streams: &[&str]) -> Result<u64, Error> {
