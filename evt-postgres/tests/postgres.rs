@@ -262,6 +262,23 @@ async fn timestamps_read_back_to_the_microsecond() {
     assert_eq!(times(&streamed), expected);
     assert_eq!(times(&paged), expected[..2]);
     assert_eq!(times(&by_position), expected);
+
+    // `infinity` does not fit a chrono timestamp: an error naming it, not a panic.
+    sqlx::query(&format!(
+        "UPDATE {table} SET timestamp = 'infinity' WHERE version = 6"
+    ))
+    .execute(provider.pool())
+    .await
+    .unwrap();
+    let error = provider
+        .aggregate_events("examples", "a", 5, 2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the timestamp infinity is out of range"),
+        "{error}"
+    );
 }
 
 /// A column of another type than evt's (here a `timestamp` without time zone, where evt writes

@@ -126,8 +126,15 @@ impl TlsServer {
             .spawn()
             .expect("start postgres");
         let server = TlsServer { dir, port, server };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Until it accepts connections: a server still starting up accepts TCP connections but
+        // refuses sessions ("the database system is starting up"); `pg_isready` tells them apart.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ready = binary("pg_isready");
+        while !Command::new(&ready)
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+        {
             assert!(
                 Instant::now() < deadline,
                 "the TLS server did not come up on port {port}"
