@@ -83,6 +83,24 @@ impl State {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Up to `limit` events of one aggregate with a version above `after_version`, by version.
+    fn aggregate_events(
+        &self,
+        stream: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Vec<Arc<StoredEvent>> {
+        let versions = self.versions(stream, aggregate_id);
+        let start =
+            usize::try_from(after_version).map_or(versions.len(), |v| v.min(versions.len()));
+        let end = start.saturating_add(limit).min(versions.len());
+        versions[start..end]
+            .iter()
+            .map(|&i| self.log[i].clone())
+            .collect()
+    }
+
     /// Adds the log indexes `new` to their stream's and their aggregate's lists: one lookup per
     /// map where the lists exist, as they do for every append but an aggregate's first.
     fn push_indexes(&mut self, stream: &str, aggregate_id: &str, new: Range<usize>) {
@@ -220,15 +238,9 @@ impl Provider for MemoryProvider {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        let state = self.read();
-        let versions = state.versions(stream, aggregate_id);
-        let start =
-            usize::try_from(after_version).map_or(versions.len(), |v| v.min(versions.len()));
-        let end = start.saturating_add(limit).min(versions.len());
-        Ok(versions[start..end]
-            .iter()
-            .map(|&i| state.log[i].clone())
-            .collect())
+        Ok(self
+            .read()
+            .aggregate_events(stream, aggregate_id, after_version, limit))
     }
 
     /// The aggregate's events under one read lock, handed out one at a time: the log is in
@@ -239,16 +251,9 @@ impl Provider for MemoryProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxStream<'a, Result<Arc<StoredEvent>, Error>> {
-        let events: Vec<Arc<StoredEvent>> = {
-            let state = self.read();
-            let versions = state.versions(stream, aggregate_id);
-            let start =
-                usize::try_from(after_version).map_or(versions.len(), |v| v.min(versions.len()));
-            versions[start..]
-                .iter()
-                .map(|&i| state.log[i].clone())
-                .collect()
-        };
+        let events = self
+            .read()
+            .aggregate_events(stream, aggregate_id, after_version, usize::MAX);
         futures_util::stream::iter(events.into_iter().map(Ok)).boxed()
     }
 
