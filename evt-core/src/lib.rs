@@ -217,7 +217,7 @@ pub mod __private {
     //! themselves. Not part of the public API: it changes without notice.
     pub use crate::command::Commands;
     pub use crate::event::{Decision, EventOf, EventStream, EventVariant, IntoEvents};
-    pub use crate::group::{Batcher, Leading};
+    pub use crate::group::{Answered, Batcher, Request};
     /// Helpers for provider implementations.
     pub mod util {
         pub use crate::util::*;

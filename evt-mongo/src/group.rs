@@ -17,13 +17,13 @@
 use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use evt_core::__private::Batcher;
+use evt_core::__private::{Answered, Batcher, Request};
 use futures_util::StreamExt;
 use mongodb::Collection;
 use mongodb::bson::{self, Document, doc};
 use mongodb::error::{Error, ErrorKind};
 use mongodb::options::WriteConcern;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::append;
 use crate::documents::integer;
@@ -57,10 +57,8 @@ pub(crate) struct InsertGroup {
     batcher: Arc<Batcher<PendingInsert>>,
 }
 
-struct PendingInsert {
-    document: Document,
-    answer: oneshot::Sender<Result<(), Refused>>,
-}
+/// A waiting insert and where its outcome goes.
+type PendingInsert = Answered<Document, Result<(), Refused>>;
 
 impl std::fmt::Debug for InsertGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,19 +79,20 @@ impl InsertGroup {
 
     /// Inserts `document`, alone or with the inserts that wait beside it.
     pub(crate) async fn insert(self: &Arc<Self>, document: Document) -> Result<(), Refused> {
+        // A document over the batch's limit goes alone, so that one over the server's limit
+        // fails only its own append.
         let bytes = bson::to_vec(&document).map_or(usize::MAX, |encoded| encoded.len());
-        if bytes > MAX_BATCH_BYTES {
-            // Alone, so that a document over the server's limit fails only its own append.
-            return self.outcomes_of(&[&document]).await.remove(0);
-        }
-        let (answer, answered) = oneshot::channel();
         let group = self.clone();
+        let send = move |batch| {
+            let group = group.clone();
+            async move { group.send(batch).await }
+        };
+        let alone =
+            |document: Document| async move { self.outcomes_of(&[&document]).await.remove(0) };
         self.batcher
-            .submit(PendingInsert { document, answer }, bytes, move |batch| {
-                let group = group.clone();
-                async move { group.send(batch).await }
-            });
-        answered.await.unwrap_or(Err(Refused::Abandoned))
+            .run(document, bytes, send, alone)
+            .await
+            .unwrap_or(Err(Refused::Abandoned))
     }
 
     /// One batch: `insertOne` for one document, an unordered `insertMany` for several.
@@ -102,11 +101,10 @@ impl InsertGroup {
             documents = batch.len(),
             "sending one-event appends together"
         );
-        let documents: Vec<&Document> = batch.iter().map(|pending| &pending.document).collect();
+        let documents: Vec<&Document> = batch.iter().map(|pending| &pending.request).collect();
         let outcomes = self.outcomes_of(&documents).await;
         for (pending, outcome) in batch.into_iter().zip(outcomes) {
-            // A caller that stopped waiting does not need its answer.
-            let _ = pending.answer.send(outcome);
+            pending.answer(outcome);
         }
     }
 
@@ -196,6 +194,12 @@ struct PendingLoad {
     events: mpsc::UnboundedSender<Loaded>,
     /// Documents not sent yet.
     chunk: Mutex<Vec<Document>>,
+}
+
+impl Request for PendingLoad {
+    fn abandoned(&self) -> bool {
+        self.events.is_closed()
+    }
 }
 
 impl PendingLoad {

@@ -7,17 +7,16 @@
 //! every append that is still valid; one that lost its race gets no rows, so only its own caller
 //! sees a conflict. A lone append goes at once in the one-append statement, as without grouping.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use evt_core::__private::{Batcher, util};
+use evt_core::__private::{Answered, Batcher, util};
 use evt_core::chrono::{DateTime, Utc};
 use evt_core::{Error, Meta, NewEvent, Snapshot, StoredEvent};
 use sqlx::Row;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgRow, Postgres};
-use tokio::sync::oneshot;
 
 use crate::{PostgresProvider, Sql, non_negative, to_i64};
 
@@ -338,10 +337,7 @@ pub(crate) enum Answer {
 }
 
 /// A waiting append and where its answer goes.
-struct Pending {
-    append: Arc<Append>,
-    answer: oneshot::Sender<Answer>,
-}
+type Pending = Answered<Arc<Append>, Answer>;
 
 /// The appends of one provider (and its clones) to one events table: the statements, the pool
 /// and the queue of appends waiting for a batch.
@@ -373,7 +369,7 @@ impl AppendGroup {
         table: String,
         synchronous_commit_off: bool,
     ) -> Arc<Self> {
-        let batcher = Batcher::new(MAX_BATCH, MAX_BATCH_BYTES);
+        let batcher = Batcher::new(MAX_BATCH, MAX_BATCH_BYTES).led_by_callers();
         if synchronous_commit_off {
             batcher.set_senders(SENDERS_WITHOUT_SYNCHRONOUS_COMMIT);
         }
@@ -388,46 +384,42 @@ impl AppendGroup {
 
     /// Makes `append`, alone or in one statement with the appends that wait beside it.
     async fn submit(self: &Arc<Self>, append: &Arc<Append>) -> Answer {
-        let bytes = append.bytes();
-        if bytes > MAX_BATCH_BYTES {
-            return Answer::Ran(self.run_append(append).await);
-        }
         let group = self.clone();
         let send = move |batch| {
             let group = group.clone();
             async move { group.send(batch).await }
         };
-        if let Some(_leading) = self.batcher.lead(send.clone()) {
-            // Nothing on its way: this append goes at once, alone, from this task.
-            return Answer::Ran(self.run_append(append).await);
-        }
-        let (answer, answered) = oneshot::channel();
-        let pending = Pending {
-            append: append.clone(),
-            answer,
-        };
-        self.batcher.submit(pending, bytes, send);
-        answered.await.unwrap_or_else(|_| {
-            Answer::Unsettled("its batch was abandoned (the runtime shut down)".to_owned())
-        })
+        let alone =
+            |append: Arc<Append>| async move { Answer::Ran(self.run_append(&append).await) };
+        self.batcher
+            .run(append.clone(), append.bytes(), send, alone)
+            .await
+            .unwrap_or_else(|| {
+                Answer::Unsettled("its batch was abandoned (the runtime shut down)".to_owned())
+            })
     }
 
     /// One batch, in rounds of different aggregates: two appends to one aggregate never share a
     /// statement (the second's expected version could only be checked after the first's insert).
     async fn send(&self, batch: Vec<Pending>) {
-        // A caller that stopped waiting before its append was sent does not get it stored.
-        let mut rest: Vec<Pending> = batch
-            .into_iter()
-            .filter(|p| !p.answer.is_closed())
-            .collect();
+        let mut rest = batch;
         while !rest.is_empty() {
-            let mut aggregates = HashSet::new();
-            let mut ids = HashSet::new();
-            let (round, later): (Vec<Pending>, Vec<Pending>) = rest.into_iter().partition(|p| {
-                let append = &p.append;
-                aggregates.insert((append.stream.clone(), append.aggregate_id.clone()))
-                    & ids.insert(append.id)
-            });
+            // An append joins this round unless one before it is to the same aggregate (or is
+            // the same append).
+            let joins: Vec<bool> = {
+                let mut aggregates = HashSet::new();
+                let mut ids = HashSet::new();
+                rest.iter()
+                    .map(|pending| {
+                        let append = &*pending.request;
+                        aggregates.insert((append.stream.as_str(), append.aggregate_id.as_str()))
+                            & ids.insert(append.id)
+                    })
+                    .collect()
+            };
+            let mut joins = joins.into_iter();
+            let (round, later): (Vec<Pending>, Vec<Pending>) =
+                rest.into_iter().partition(|_| joins.next() == Some(true));
             self.send_round(round).await;
             rest = later;
         }
@@ -436,23 +428,27 @@ impl AppendGroup {
     async fn send_round(&self, mut round: Vec<Pending>) {
         if round.len() == 1 {
             let pending = round.pop().expect("one append");
-            let ran = self.run_append(&pending.append).await;
-            // A caller that stopped waiting does not need its answer.
-            let _ = pending.answer.send(Answer::Ran(ran));
+            let ran = self.run_append(&pending.request).await;
+            pending.answer(Answer::Ran(ran));
             return;
         }
         tracing::trace!(appends = round.len(), "appending together");
         match self.run_appends(&round).await {
             Ok(rows) => {
+                let index_of: HashMap<i64, usize> = round
+                    .iter()
+                    .enumerate()
+                    .map(|(index, pending)| (pending.request.id, index))
+                    .collect();
                 let mut rows_of: Vec<Vec<PgRow>> = round.iter().map(|_| Vec::new()).collect();
                 for row in rows {
                     let id: Option<i64> = row.try_get("append_id").ok();
-                    if let Some(at) = round.iter().position(|p| Some(p.append.id) == id) {
-                        rows_of[at].push(row);
+                    if let Some(&index) = id.and_then(|id| index_of.get(&id)) {
+                        rows_of[index].push(row);
                     }
                 }
                 for (pending, rows) in round.into_iter().zip(rows_of) {
-                    let _ = pending.answer.send(Answer::Ran(Ok(rows)));
+                    pending.answer(Answer::Ran(Ok(rows)));
                 }
             }
             Err(failure) => {
@@ -468,7 +464,7 @@ impl AppendGroup {
                     }
                 };
                 for pending in round {
-                    let _ = pending.answer.send(answer(&failure));
+                    pending.answer(answer(&failure));
                 }
             }
         }
@@ -532,7 +528,7 @@ impl AppendGroup {
     /// Runs the statement of several appends (to different aggregates) on a connection of its
     /// own: rows of `append_id, position, version, timestamp`.
     async fn run_appends(&self, round: &[Pending]) -> Result<Vec<PgRow>, Failure> {
-        let appends = || round.iter().map(|pending| &*pending.append);
+        let appends = || round.iter().map(|pending| &*pending.request);
         let events = || appends().flat_map(|a| a.data.iter().zip(&a.metadata).map(move |e| (a, e)));
         let mut ords = Vec::new();
         for append in appends() {

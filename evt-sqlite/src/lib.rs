@@ -118,7 +118,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use evt_core::__private::{Batcher, util};
+use evt_core::__private::{Answered, Batcher, util};
 use evt_core::chrono::DateTime;
 use evt_core::{
     Checkpoint, Error, Lease, Meta, Metadata, NewEvent, Provider, Snapshot, StoredEvent,
@@ -130,7 +130,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 pub use sqlx;
 
@@ -722,10 +722,7 @@ enum Failed {
 }
 
 /// A waiting append and where its answer goes.
-struct Pending {
-    append: Append,
-    answer: oneshot::Sender<Outcome>,
-}
+type Pending = Answered<Append, Outcome>;
 
 /// Group commit: appends that arrive while another holds the file's write lock wait for it,
 /// then go together, in one transaction (evt-core's `Batcher`): one turn of the lock and one
@@ -751,7 +748,7 @@ impl AppendGroup {
         Arc::new(AppendGroup {
             pool,
             sql,
-            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES)),
+            batcher: Arc::new(Batcher::new(MAX_BATCH, MAX_BATCH_BYTES).led_by_callers()),
         })
     }
 
@@ -764,21 +761,13 @@ impl AppendGroup {
             .map(|e| e.data.get().len())
             .sum::<usize>()
             + append.snapshot.as_ref().map_or(0, String::len);
-        if bytes > MAX_BATCH_BYTES {
-            return Some(self.run_alone(&append).await);
-        }
         let group = self.clone();
         let send = move |batch| {
             let group = group.clone();
             async move { group.send(batch).await }
         };
-        if let Some(_leading) = self.batcher.lead(send.clone()) {
-            // Nothing on its way: this append goes at once, alone, from this task.
-            return Some(self.run_alone(&append).await);
-        }
-        let (answer, answered) = oneshot::channel();
-        self.batcher.submit(Pending { append, answer }, bytes, send);
-        answered.await.ok()
+        let alone = |append: Append| async move { self.run_alone(&append).await };
+        self.batcher.run(append, bytes, send, alone).await
     }
 
     /// One batch: one transaction. If it could not begin (the file's write lock did not come
@@ -786,39 +775,30 @@ impl AppendGroup {
     /// nothing), each append is made again alone, so that an error reaches the append it
     /// concerns.
     async fn send(&self, batch: Vec<Pending>) {
-        // A caller that stopped waiting before its append was sent does not get it stored.
-        let batch: Vec<Pending> = batch
-            .into_iter()
-            .filter(|p| !p.answer.is_closed())
-            .collect();
-        if batch.is_empty() {
-            return;
-        }
         if batch.len() == 1 {
             let pending = batch.into_iter().next().expect("one append");
-            let outcome = self.run_alone(&pending.append).await;
-            // A caller that stopped waiting does not need its answer.
-            let _ = pending.answer.send(outcome);
+            let outcome = self.run_alone(&pending.request).await;
+            pending.answer(outcome);
             return;
         }
-        let appends: Vec<&Append> = batch.iter().map(|pending| &pending.append).collect();
+        let appends: Vec<&Append> = batch.iter().map(|pending| &pending.request).collect();
         match self.run(&appends).await {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = pending.answer.send(Ok(outcome));
+                    pending.answer(Ok(outcome));
                 }
             }
             Err(Failed::Begin(error)) => {
                 let error = Arc::new(error);
                 for pending in batch {
-                    let _ = pending.answer.send(Err(error.clone()));
+                    pending.answer(Err(error.clone()));
                 }
             }
             Err(Failed::During(error)) => {
                 tracing::debug!(%error, appends = batch.len(), "appending together failed; appending one by one");
                 for pending in batch {
-                    let outcome = self.run_alone(&pending.append).await;
-                    let _ = pending.answer.send(outcome);
+                    let outcome = self.run_alone(&pending.request).await;
+                    pending.answer(outcome);
                 }
             }
         }
