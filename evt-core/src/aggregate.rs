@@ -73,16 +73,7 @@ impl<A: Aggregate> Versioned<A> {
                 found: meta.version,
             });
         }
-        let event = stored
-            .decode::<A::Event>()
-            .map_err(|source| Error::Decode {
-                stream: meta.stream.clone(),
-                aggregate_id: meta.aggregate_id.clone(),
-                version: meta.version,
-                position: meta.position,
-                source,
-            })?;
-        self.state.fold(event);
+        self.state.fold(decode_event::<A>(stored)?);
         self.version = meta.version;
         Ok(())
     }
@@ -101,4 +92,15 @@ impl<A> Deref for Versioned<A> {
     fn deref(&self) -> &A {
         &self.state
     }
+}
+
+/// The typed event of a stored event of `A`'s stream; an error naming it when it does not decode.
+pub(crate) fn decode_event<A: Aggregate>(stored: &StoredEvent) -> Result<A::Event, Error> {
+    stored.decode::<A::Event>().map_err(|source| Error::Decode {
+        stream: stored.meta.stream.clone(),
+        aggregate_id: stored.meta.aggregate_id.clone(),
+        version: stored.meta.version,
+        position: stored.meta.position,
+        source,
+    })
 }

@@ -1,5 +1,6 @@
 //! The domain: one provider, the aggregate cache, and loading aggregates from their events.
 
+use std::any::Any;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::provider::{NewEvent, Provider, Snapshot};
-use crate::{Aggregate, Error, Event, Handler, Metadata, Projection, Upcasters, Versioned};
+use crate::{
+    Aggregate, Error, Event, Handler, MemoryProvider, Metadata, Projection, Upcasters, Versioned,
+};
 
 /// One provider and what the aggregates share over it (evtstore's `createDomain`).
 ///
@@ -143,6 +146,12 @@ impl Domain {
 
     /// Reads and folds the aggregate's events after its version, as the provider streams them.
     async fn catch_up<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
+        let provider: &dyn Any = &*self.provider;
+        if self.upcasters.is_none()
+            && let Some(memory) = provider.downcast_ref::<MemoryProvider>()
+        {
+            return memory.fold(aggregate);
+        }
         let id = aggregate.id.clone();
         let mut events = self
             .provider

@@ -1,18 +1,20 @@
 //! The in-memory provider: the reference implementation, for tests and examples.
 
+use std::any::Any;
 use std::collections::HashMap as StdHashMap;
 use std::ops::Range;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 
-use crate::Error;
+use crate::aggregate::decode_event;
 use crate::provider::{
     Checkpoint, Lease, Meta, NewEvent, Provider, Snapshot, StoredEvent, StreamSummary,
 };
+use crate::{Aggregate, Error, Versioned};
 
 /// Maps keyed by stream and aggregate id: a fast hash (foldhash), since a command looks up
 /// several and the keys are the application's own.
@@ -36,13 +38,32 @@ pub struct MemoryProvider {
 struct State {
     /// The log: the event at position `p` is `log[p - 1]`. Reads share its events.
     log: Vec<Arc<StoredEvent>>,
-    /// Per stream, then per aggregate id: log indexes in version order.
-    aggregates: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Per stream, then per aggregate id: its events.
+    aggregates: HashMap<String, HashMap<String, AggregateLog>>,
     /// Per stream: log indexes in position order.
     streams: HashMap<String, Vec<usize>>,
     bookmarks: HashMap<String, u64>,
     leases: HashMap<String, Lease>,
     snapshots: HashMap<(String, String), Snapshot>,
+}
+
+/// One aggregate's events.
+#[derive(Debug, Default)]
+struct AggregateLog {
+    /// Log indexes in version order.
+    versions: Vec<usize>,
+    /// Its events from the first, decoded into the events of the aggregate type that last
+    /// loaded it (a `Vec<A::Event>`), side by side in memory, for loads to clone and fold.
+    decoded: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+}
+
+impl AggregateLog {
+    fn new(versions: Vec<usize>) -> Self {
+        AggregateLog {
+            versions,
+            decoded: Mutex::default(),
+        }
+    }
 }
 
 impl Default for MemoryProvider {
@@ -73,6 +94,54 @@ impl MemoryProvider {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Folds the aggregate's events after its version into it, as a load does through
+    /// [`Provider::aggregate_stream`], from events kept decoded side by side: each stored event
+    /// is decoded from its JSON once per aggregate type, and a load clones and folds them under
+    /// one read lock, with no `Arc` per event and no stream (a third of the time of a long load).
+    pub(crate) fn fold<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
+        let state = self.read();
+        let Some(log) = state
+            .aggregates
+            .get(A::STREAM)
+            .and_then(|ids| ids.get(&aggregate.id))
+        else {
+            return Ok(());
+        };
+        let versions = &log.versions;
+        let after =
+            usize::try_from(aggregate.version).map_or(versions.len(), |v| v.min(versions.len()));
+        if after == versions.len() {
+            return Ok(());
+        }
+        let mut decoded = log.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        if !decoded
+            .as_ref()
+            .is_some_and(|kept| kept.is::<Vec<A::Event>>())
+        {
+            *decoded = Some(Box::new(Vec::<A::Event>::new()));
+        }
+        let events = decoded
+            .as_mut()
+            .and_then(|kept| kept.downcast_mut::<Vec<A::Event>>())
+            .expect("kept just above");
+        if events.len() < after {
+            // From a snapshot or a cached aggregate, past what loads from the first event kept:
+            // these events alone.
+            for &index in &versions[after..] {
+                aggregate.state.fold(decode_event::<A>(&state.log[index])?);
+            }
+        } else {
+            for &index in &versions[events.len()..] {
+                events.push(decode_event::<A>(&state.log[index])?);
+            }
+            for event in &events[after..] {
+                aggregate.state.fold(event.clone());
+            }
+        }
+        aggregate.version = versions.len() as u64;
+        Ok(())
+    }
 }
 
 impl State {
@@ -80,7 +149,7 @@ impl State {
         self.aggregates
             .get(stream)
             .and_then(|ids| ids.get(aggregate_id))
-            .map_or(&[], Vec::as_slice)
+            .map_or(&[], |log| log.versions.as_slice())
     }
 
     /// Up to `limit` events of one aggregate with a version above `after_version`, by version.
@@ -113,13 +182,14 @@ impl State {
         }
         match self.aggregates.get_mut(stream) {
             Some(ids) => match ids.get_mut(aggregate_id) {
-                Some(versions) => versions.extend(new),
+                Some(log) => log.versions.extend(new),
                 None => {
-                    ids.insert(aggregate_id.to_owned(), new.collect());
+                    ids.insert(aggregate_id.to_owned(), AggregateLog::new(new.collect()));
                 }
             },
             None => {
-                let ids = HashMap::from_iter([(aggregate_id.to_owned(), new.collect())]);
+                let log = AggregateLog::new(new.collect());
+                let ids = HashMap::from_iter([(aggregate_id.to_owned(), log)]);
                 self.aggregates.insert(stream.to_owned(), ids);
             }
         }
@@ -358,7 +428,7 @@ impl Provider for MemoryProvider {
     async fn stream_summary(&self, stream: &str) -> Result<StreamSummary, Error> {
         let state = self.read();
         let aggregates = state.aggregates.get(stream).map_or(0, |ids| {
-            ids.values().filter(|indexes| !indexes.is_empty()).count()
+            ids.values().filter(|log| !log.versions.is_empty()).count()
         });
         let events = state.streams.get(stream).map_or(0, Vec::len);
         Ok(StreamSummary::new(aggregates as u64, events as u64))

@@ -404,7 +404,7 @@ fn no_leases(bookmark: &str) -> Error {
 /// Events come back shared (`Arc`), so that a provider holding them in memory hands them out
 /// without copying their documents.
 #[async_trait]
-pub trait Provider: Send + Sync + 'static {
+pub trait Provider: Any + Send + Sync {
     /// How many events one read returns at most.
     fn page_size(&self) -> usize;
 
