@@ -370,11 +370,7 @@ impl Provider for MemoryProvider {
                         timestamp,
                         metadata: event.metadata.clone(),
                     };
-                    // Read again and again from this log: decoded from its JSON once.
-                    Arc::new(
-                        StoredEvent::new(meta, event.event_type, event.data.clone())
-                            .keeping_decoded(),
-                    )
+                    Arc::new(StoredEvent::new(meta, event.event_type, event.data.clone()))
                 })
                 .collect();
             let indexes = first..first + stored.len();

@@ -4,7 +4,7 @@
 //! back as text, and decoded once into the typed event, never through a `Value` tree.
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,7 +41,7 @@ pub struct Meta {
 }
 
 /// An event as stored: where it is, and its document `{"type": ..., ...fields}`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StoredEvent {
     /// Where the event sits.
@@ -50,22 +50,6 @@ pub struct StoredEvent {
     pub event_type: String,
     /// The event document, including `type`, as JSON text.
     pub data: Box<RawValue>,
-    /// The typed event first decoded from `data`, where a provider hands out the same stored
-    /// event again and again (the memory provider): it is
-    /// decoded from its JSON once, and cloned after that.
-    decoded: Option<OnceLock<Box<dyn Any + Send + Sync>>>,
-}
-
-/// A clone keeps no decoded event: it is decoded again when read.
-impl Clone for StoredEvent {
-    fn clone(&self) -> Self {
-        StoredEvent {
-            meta: self.meta.clone(),
-            event_type: self.event_type.clone(),
-            data: self.data.clone(),
-            decoded: self.decoded.as_ref().map(|_| OnceLock::new()),
-        }
-    }
 }
 
 impl Meta {
@@ -108,32 +92,12 @@ impl StoredEvent {
             meta,
             event_type: event_type.into(),
             data,
-            decoded: None,
         }
     }
 
-    /// This event, keeping its typed event once decoded, for a provider that hands out the same
-    /// stored event to every read (the memory provider): every read after the first clones the
-    /// typed event instead of decoding the JSON again. The first read still decodes what was
-    /// stored, so the JSON round trip is checked as on any store.
-    pub(crate) fn keeping_decoded(mut self) -> StoredEvent {
-        self.decoded = Some(OnceLock::new());
-        self
-    }
-
-    /// The typed event: decoded from `data` by its stored type, or, where this event keeps its
-    /// decoded event and `E` decoded it before, a clone of that.
+    /// The typed event, decoded from `data` by its stored type.
     pub(crate) fn decode<E: Event>(&self) -> Result<E, serde_json::Error> {
-        let Some(decoded) = &self.decoded else {
-            return E::from_json(&self.event_type, &self.data);
-        };
-        if let Some(event) = decoded.get().and_then(|kept| kept.downcast_ref::<E>()) {
-            return Ok(event.clone());
-        }
-        let event = E::from_json(&self.event_type, &self.data)?;
-        // The first type to decode it keeps it (one stream is one aggregate's).
-        let _ = decoded.set(Box::new(event.clone()));
-        Ok(event)
+        E::from_json(&self.event_type, &self.data)
     }
 
     /// The event document as a [`Value`], for inspection; handlers get typed events instead.

@@ -64,7 +64,11 @@ async fn deposit(domain: &Domain, id: &str, amounts: impl IntoIterator<Item = u6
     if !account.exists() {
         events.push(Opened { owner: id.into() }.into());
     }
-    events.extend(amounts.into_iter().map(|amount| Deposited { amount }.into()));
+    events.extend(
+        amounts
+            .into_iter()
+            .map(|amount| Deposited { amount }.into()),
+    );
     domain.append(account, events).await.unwrap();
 }
 
