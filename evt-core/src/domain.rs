@@ -144,7 +144,10 @@ impl Domain {
         self.cache.as_ref()?.get::<A>(id)
     }
 
-    /// Reads and folds the aggregate's events after its version, as the provider streams them.
+    /// Reads and folds the aggregate's events after its version, as the provider streams them;
+    /// from a bare [`MemoryProvider`] without upcasters, from the events it keeps decoded
+    /// ([`MemoryProvider::fold`]: the same events and errors, without a stream). A provider that
+    /// wraps it takes the stream.
     async fn catch_up<A: Aggregate>(&self, aggregate: &mut Versioned<A>) -> Result<(), Error> {
         let provider: &dyn Any = &*self.provider;
         if self.upcasters.is_none()

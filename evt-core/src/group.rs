@@ -194,8 +194,8 @@ impl<R: Request> Batcher<R> {
         }
     }
 
-    /// When no batch is on its way and none waits, takes a sender's place for the caller: it
-    /// sends its own request at once. Requests submitted meanwhile wait; when the returned
+    /// When fewer than `max_senders` senders are at work (one: none) and no request waits,
+    /// takes a sender's place for the caller: it sends its own request at once. Requests submitted meanwhile wait; when the returned
     /// guard drops (also when the caller stops waiting), a task sends them with `send`. `None`
     /// when a batch is on its way.
     fn lead<'a, F, Fut>(self: &'a Arc<Self>, send: &'a F) -> Option<impl Drop + 'a>
@@ -231,7 +231,8 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Answered<Q, A>> {
     /// (`alone`, from this task), so that it fails only itself; with
     /// [`Batcher::led_by_callers`], so does a request that finds nothing on its way; any other
     /// waits with the requests beside it for a batch, which a task sends with `send`. `None`
-    /// when its batch was abandoned before it answered (its runtime shut down).
+    /// when its batch was abandoned before it answered (its runtime shut down, or `send`
+    /// panicked).
     ///
     /// Requests that arrive while this one goes alone wait for it: the caller must go on
     /// polling this future until it is done (or drop it), as an `async fn` that awaits it does.
@@ -273,9 +274,9 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
-/// The task sending batches. Dropped before it is done (its runtime shut down mid-batch), it
-/// drops the waiting requests (their callers see their channels close) and lets the next
-/// request start a new task.
+/// The task sending batches. Dropped before it is done (its runtime shut down mid-batch, or
+/// `send` panicked), it drops the waiting requests (their callers see their channels close)
+/// and lets the next request start a new task.
 struct Sending<R> {
     batcher: Arc<Batcher<R>>,
     done: bool,

@@ -398,7 +398,8 @@ pub trait Provider: Any + Send + Sync {
     ) -> Result<Vec<Arc<StoredEvent>>, Error>;
 
     /// Every event of one aggregate with a version above `after_version`, by version, as a
-    /// stream: what loading an aggregate folds, one event at a time.
+    /// stream: what loading an aggregate folds, one event at a time (from every provider but a
+    /// bare `MemoryProvider`, which folds the events it keeps decoded).
     ///
     /// By default: pages of [`Provider::aggregate_events`] of [`Provider::page_size`] events. A provider
     /// whose driver streams a query's results (MongoDB's cursor) reads them in one query.

@@ -417,11 +417,11 @@ impl AppendGroup {
                     })
                     .collect()
             };
-            let mut joins = joins.into_iter();
-            let (round, later): (Vec<Pending>, Vec<Pending>) =
-                rest.into_iter().partition(|_| joins.next() == Some(true));
-            self.send_round(round).await;
-            rest = later;
+            let (round, later): (Vec<_>, Vec<_>) =
+                rest.into_iter().zip(joins).partition(|(_, joins)| *joins);
+            self.send_round(round.into_iter().map(|(pending, _)| pending).collect())
+                .await;
+            rest = later.into_iter().map(|(pending, _)| pending).collect();
         }
     }
 
