@@ -227,6 +227,7 @@ pub struct PostgresProvider {
 #[derive(Debug, Clone, Default)]
 struct Sql {
     append: String,
+    append_one: String,
     append_many: String,
     settle: String,
     events_from: String,
@@ -266,6 +267,17 @@ impl Sql {
                    WHERE current.version = $4 \
                    RETURNING position, version::bigint AS version, timestamp) \
                  SELECT position, version, timestamp FROM inserted ORDER BY version"
+            ),
+            // The same for an append of one event, without the `unnest` and the `WITH`s: the
+            // server runs it in 0.85-0.9 of the time (pgbench, one client).
+            append_one: format!(
+                "INSERT INTO {events} \
+                   (stream, aggregate_id, version, timestamp, event, snapshot, append_id, metadata) \
+                 SELECT $2, $3, $4 + 1, $5, $7::json, $6::json, $8, $9 \
+                 FROM (SELECT {lock}) AS locked \
+                 WHERE (SELECT coalesce(max(version), 0) FROM {events} \
+                        WHERE stream = $2 AND aggregate_id = $3) = $4 \
+                 RETURNING position, version::bigint AS version, timestamp"
             ),
             // Several appends to different aggregates: each one's version checked, every valid
             // one inserted, its events' positions in its order (the `ORDER BY` of the `SELECT`
