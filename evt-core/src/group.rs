@@ -194,10 +194,10 @@ impl<R: Request> Batcher<R> {
         }
     }
 
-    /// When fewer than `max_senders` senders are at work (one: none) and no request waits,
-    /// takes a sender's place for the caller: it sends its own request at once. Requests submitted meanwhile wait; when the returned
-    /// guard drops (also when the caller stops waiting), a task sends them with `send`. `None`
-    /// when a batch is on its way.
+    /// When fewer than `max_senders` senders are at work (with one: none) and no request
+    /// waits, takes a sender's place for the caller: it sends its own request at once.
+    /// Requests submitted meanwhile wait; when the returned guard drops (also when the caller
+    /// stops waiting), a task sends them with `send`. `None` otherwise.
     fn lead<'a, F, Fut>(self: &'a Arc<Self>, send: &'a F) -> Option<impl Drop + 'a>
     where
         F: Fn(Vec<R>) -> Fut + Clone + Send + 'static,
