@@ -474,21 +474,22 @@ impl AppendGroup {
     pub(crate) async fn run_append(&self, append: &Append) -> Result<Vec<PgRow>, Failure> {
         // Acquired first: a failure here sent nothing, so nothing was stored.
         let mut connection = self.connection().await.map_err(Failure::NotSent)?;
-        let one = matches!((&append.data[..], &append.metadata[..]), ([_], [_]));
-        let query = sqlx::query(if one {
-            &self.sql.append_one
-        } else {
-            &self.sql.append
-        })
-        .bind(&self.table)
-        .bind(&append.stream)
-        .bind(&append.aggregate_id)
-        .bind(append.expected_version)
-        .bind(append.timestamp)
-        .bind(&append.snapshot);
+        // The parameters both statements share come first.
+        let shared = |sql| {
+            sqlx::query(sql)
+                .bind(&self.table)
+                .bind(&append.stream)
+                .bind(&append.aggregate_id)
+                .bind(append.expected_version)
+                .bind(append.timestamp)
+                .bind(&append.snapshot)
+        };
         let query = match (&append.data[..], &append.metadata[..]) {
-            ([data], [metadata]) if one => query.bind(data).bind(append.id).bind(metadata),
-            _ => query
+            ([data], [metadata]) => shared(&self.sql.append_one)
+                .bind(data)
+                .bind(append.id)
+                .bind(metadata),
+            _ => shared(&self.sql.append)
                 .bind(append.data.len() as i64)
                 .bind(&append.data)
                 .bind(append.id)
